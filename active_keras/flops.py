@@ -1,0 +1,103 @@
+"""FLOP accounting: forward FLOPs measured from the TF graph, and a per-step ledger.
+
+Forward FLOPs per example are counted by TensorFlow's profiler on the graph of
+the model's forward pass (batch of one), not typed in by hand. The ledger then
+applies METHOD.md's cost model: a training step costs about three forward
+passes, scoring one.
+
+Example:
+
+```python
+from active_keras import flops
+
+f_learner = flops.forward_flops(learner)
+ledger = flops.FlopLedger.for_learner(active_learner, super_batch_size=128)
+ledger.totals(steps=1000)["total"]
+```
+"""
+
+import dataclasses
+
+import tensorflow as tf
+
+
+def forward_flops(model, input_shape=None):
+    """Forward-pass FLOPs of `model` for one example, from TF's graph profiler.
+
+    Args:
+        model: A built Keras model with a single input (or give `input_shape`).
+        input_shape: Per-example input shape; defaults to `model.input_shape[1:]`.
+    """
+    if input_shape is None:
+        input_shape = tuple(model.input_shape[1:])
+    spec = tf.TensorSpec((1, *input_shape), tf.float32)
+    graph = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec).graph
+    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    profile = tf.compat.v1.profiler.profile(graph, options=options)
+    if profile.total_float_ops <= 0:
+        raise ValueError(f"The profiler found no floating-point ops in {model.name!r}.")
+    return int(profile.total_float_ops)
+
+
+@dataclasses.dataclass(frozen=True)
+class FlopLedger:
+    """Training FLOPs per step for each model, following METHOD.md.
+
+    A uniform step costs `3 F_L b`. Scoring adds one forward pass over the
+    super-batch `B` for each model the policy reads (`F_L B` for the learner,
+    `F_A B` for actor and reference); the actor trains on `b` (`3 F_A b`); an
+    online reference also trains on all of `B` (`3 F_R B`).
+
+    Attributes:
+        flops: Forward FLOPs per example of each model present.
+        super_batch_size: `B`.
+        sub_batch_size: `b`.
+        scored_by: Models run over the whole super-batch to score it.
+        trained_on_sub_batch: Models updated on the `b` selected examples.
+        trained_on_super_batch: Models updated on all `B` examples.
+    """
+
+    flops: dict
+    super_batch_size: int
+    sub_batch_size: int
+    scored_by: tuple = ()
+    trained_on_sub_batch: tuple = ("learner",)
+    trained_on_super_batch: tuple = ()
+
+    @classmethod
+    def for_learner(cls, model, super_batch_size):
+        """The ledger of an `ActiveLearner` (FLOPs measured from its models)."""
+        input_shape = tuple(model.learner.input_shape[1:])
+        present = {"learner": model.learner, "actor": model.actor, "reference": model.reference}
+        flops = {k: forward_flops(m, input_shape) for k, m in present.items() if m is not None}
+        trained = ["learner"] + (["actor"] if model.actor is not None else [])
+        return cls(
+            flops=flops,
+            super_batch_size=super_batch_size,
+            sub_batch_size=model.sub_batch_size(super_batch_size),
+            scored_by=tuple(model.policy.requires),
+            trained_on_sub_batch=tuple(trained),
+            trained_on_super_batch=("reference",) if model.online_reference else (),
+        )
+
+    def per_step(self):
+        """FLOPs of one step for each model."""
+        cost = {name: 0 for name in self.flops}
+        for name in self.scored_by:
+            cost[name] += self.flops[name] * self.super_batch_size
+        for name in self.trained_on_sub_batch:
+            cost[name] += 3 * self.flops[name] * self.sub_batch_size
+        for name in self.trained_on_super_batch:
+            cost[name] += 3 * self.flops[name] * self.super_batch_size
+        return cost
+
+    def totals(self, steps):
+        """Cumulative FLOPs after `steps` steps: per model, plus "total"."""
+        out = {f"{name}_flops": int(v) * int(steps) for name, v in self.per_step().items()}
+        out["total_flops"] = sum(out.values())
+        return out
+
+    def overhead(self):
+        """Predicted cost of a step relative to a uniform step (`3 F_L b`)."""
+        return sum(self.per_step().values()) / (3 * self.flops["learner"] * self.sub_batch_size)
