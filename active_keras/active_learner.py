@@ -314,7 +314,7 @@ class ActiveLearner(keras.Model):
         expected = getattr(self.learner, "input_shape", None)
         if isinstance(expected, tuple) and not isinstance(x, (dict, list, tuple)):
             if len(expected) != len(first.shape) or any(
-                e is not None and e != g for e, g in zip(expected[1:], first.shape[1:])
+                e is not None and e != g for e, g in zip(expected[1:], first.shape[1:], strict=True)
             ):
                 raise ValueError(
                     f"Inputs of shape {tuple(first.shape)[1:]} do not match the "
