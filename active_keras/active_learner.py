@@ -24,15 +24,29 @@ model.compile(optimizer="adam",
 model.fit(super_batches, epochs=3)  # batches of B = 2b, drop_remainder=True
 model.learner.save("learner.keras")
 ```
+
+Distribution (`tf.distribute`): build and compile inside `strategy.scope()`;
+Keras runs `train_step` once per replica on that replica's part of the
+super-batch. With `selection_scope="local"` each replica selects from its own
+part, with no communication; with `"global"` the scores and the super-batch are
+all-gathered, every replica makes the same selection over the whole global
+super-batch and trains on its share (every `R`-th) of the winners, so the
+update equals the one-device update on the same global super-batch. Keras turns
+XLA off for the whole step under a strategy (keras#19005); `jit_scoring=True`
+still compiles each replica's scoring (forward passes + per-example losses)
+with XLA. Under a mixed precision policy, per-example losses and scores are
+computed in float32; with `mixed_float16` every optimizer is loss-scaled.
 """
 
 import keras
 import tensorflow as tf
-from keras.src.losses.loss import unscale_loss_for_distribution
+from keras.src import tree
+from keras.src.losses.loss import scale_loss_for_distribution, unscale_loss_for_distribution
 
 from active_keras.selection import policies, selectors
 
 METADATA_KEYS = ("sample_weight", "corrupted", "example_id")
+SELECTION_SCOPES = ("local", "global")
 
 
 def unpack_batch(data):
@@ -66,6 +80,8 @@ def _fresh_copy(model):
 
 
 def _copy_optimizer(optimizer, learning_rate_multiplier=1.0):
+    # Copy the optimizer inside a LossScaleOptimizer; compile() re-wraps the copy.
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)
     config = optimizer.get_config()
     lr = config.get("learning_rate")
     if learning_rate_multiplier != 1.0:
@@ -76,6 +92,66 @@ def _copy_optimizer(optimizer, learning_rate_multiplier=1.0):
             )
         config["learning_rate"] = lr * learning_rate_multiplier
     return optimizer.__class__.from_config(config)
+
+
+def _is_tpu_strategy(strategy):
+    return isinstance(strategy, (tf.distribute.TPUStrategy, tf.distribute.experimental.TPUStrategy))
+
+
+class _ReplicaSeed(keras.random.SeedGenerator):
+    """Draws seeds from `generator`, offset by the replica id.
+
+    Under local selection every replica would otherwise read the same
+    (mirrored) generator state and draw identical sampling noise. No state of
+    its own: `__init__` deliberately skips `SeedGenerator`'s variable.
+    """
+
+    def __init__(self, generator, replica_id):  # pylint: disable=super-init-not-called
+        self._generator = generator
+        self._replica_id = replica_id
+
+    def next(self, ordered=True):
+        seed = self._generator.next(ordered)
+        offset = tf.stack([tf.cast(self._replica_id, seed.dtype), tf.zeros((), seed.dtype)])
+        return seed + offset
+
+
+def _multi_worker_logs(logs):
+    """Step logs as `[1]` tensors in multi-worker mode (keras 3, tensorflow#72388).
+
+    In multi-worker mode Keras reduces step outputs with
+    `strategy.reduce("MEAN", v, axis=0)`, which fails on the scalars every
+    `train_step` returns ("Invalid reduction dimension 0 for input with 0
+    dimensions"). The values are synchronised metric results; a `[1]` shape
+    makes that reduce a plain mean, back to a scalar.
+    """
+    strategy = tf.distribute.get_strategy()
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and (
+        strategy.extended._in_multi_worker_mode()
+    ):
+        return tf.nest.map_structure(lambda v: tf.reshape(v, [1]) if v.shape.rank == 0 else v, logs)
+    return logs
+
+
+def _all_gather(context, structure):
+    """`all_gather` along the batch axis; bool tensors travel as int32, `None` stays."""
+    flat = tf.nest.flatten(structure)
+    present = [t for t in flat if t is not None]
+    sent = [tf.cast(t, tf.int32) if t.dtype == tf.bool else t for t in present]
+    local_devices = tf.distribute.get_strategy().extended.worker_devices
+    if len(local_devices) == 1 and any(not t.device for t in sent):
+        # With one replica per worker, MultiWorkerMirroredStrategy gathers to
+        # each tensor's `.device` and fails on unplaced ones ("destinations
+        # can not be empty"): pin them to this worker's device.
+        with tf.device(local_devices[0]):
+            sent = [tf.identity(t) for t in sent]
+    got = iter(context.all_gather(sent, axis=0) if sent else [])
+    out = [None if t is None else next(got) for t in flat]
+    out = [
+        o if t is None or t.dtype != tf.bool else tf.cast(o, tf.bool)
+        for t, o in zip(flat, out, strict=True)
+    ]
+    return tf.nest.pack_sequence_as(structure, out)
 
 
 @keras.saving.register_keras_serializable(package="active_keras")
@@ -104,6 +180,20 @@ class ActiveLearner(keras.Model):
             scoring instead of the compiled loss (ActiveCLIP scores pairs by the
             negative dot product of their embeddings).
         seed: Seed for the sampling noise (a checkpointable `SeedGenerator`).
+        selection_scope: Under `tf.distribute` with `R` replicas: `"local"`
+            (each replica keeps `sub_batch_size(B / R)` of its own `B / R`
+            examples; no communication; sampling noise differs per replica) or
+            `"global"` (scores, and the super-batch itself, are all-gathered;
+            one selection of `b = sub_batch_size(B)` over the global super-batch,
+            identical on every replica; replica `r` trains on winners
+            `r, r + R, ...`; `b` must be a multiple of `R`). Both are the same on
+            one device.
+        jit_scoring: Compile scoring (forward passes of the scoring models and
+            their per-example losses) with `tf.function(jit_compile=True)` in
+            each replica. `"auto"`: only under a non-TPU strategy with GPUs, where
+            Keras turns XLA off for the step; `True` / `False`: always / never.
+
+    Under a strategy, `super_batch_size` is the global `B` over all replicas.
     """
 
     def __init__(
@@ -119,9 +209,20 @@ class ActiveLearner(keras.Model):
         online_reference=False,
         example_loss=None,
         seed=None,
+        selection_scope="local",
+        jit_scoring="auto",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if selection_scope not in SELECTION_SCOPES:
+            raise ValueError(
+                f"Unknown selection_scope {selection_scope!r}; choose from {SELECTION_SCOPES}."
+            )
+        if jit_scoring not in ("auto", True, False):
+            raise ValueError(f"jit_scoring must be 'auto', True or False, got {jit_scoring!r}.")
+        self.selection_scope = selection_scope
+        self.jit_scoring = jit_scoring
+        self._eager_jit_score = None
         self.policy = policies.get(policy)
         self.selection = selection
         self._select = selectors.get(selection)
@@ -159,6 +260,17 @@ class ActiveLearner(keras.Model):
         self.score_tracker = keras.metrics.Mean(name="score")
         self.actor_loss_tracker = keras.metrics.Mean(name="actor_loss")
         self.corrupted_tracker = keras.metrics.Mean(name="selected_corrupted")
+        # Built models (functional, Sequential with an Input) need no data to build the wrapper.
+        if all(m.built for m in [learner, *self._small_models()]):
+            self.built = True
+
+    def __dir__(self):
+        # Keras saving walks `dir(model)`: hiding the frozen reference keeps it out
+        # of `.weights.h5` / `.keras` files (and so out of BackupAndRestore).
+        names = super().__dir__()
+        if getattr(self, "online_reference", False):
+            return names
+        return [n for n in names if n != "reference"]
 
     # ----------------------------------------------------------------- set-up
 
@@ -186,15 +298,26 @@ class ActiveLearner(keras.Model):
             **kwargs: Passed on to `keras.Model.compile`.
         """
         super().compile(optimizer, *args, **kwargs)
+        # Keras loss-scales the learner's optimizer under mixed_float16; the
+        # small models' float16 gradients need the same protection.
+        loss_scaled = isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
         if self.actor is not None:
-            self.actor_optimizer = keras.optimizers.get(
-                actor_optimizer or _copy_optimizer(self.optimizer)
+            self.actor_optimizer = self._maybe_loss_scaled(
+                keras.optimizers.get(actor_optimizer or _copy_optimizer(self.optimizer)),
+                loss_scaled,
             )
         if self.online_reference:
-            self.reference_optimizer = keras.optimizers.get(
-                reference_optimizer or _copy_optimizer(self.optimizer, 2.0)
+            self.reference_optimizer = self._maybe_loss_scaled(
+                keras.optimizers.get(reference_optimizer or _copy_optimizer(self.optimizer, 2.0)),
+                loss_scaled,
             )
         self._build_optimizers()
+
+    @staticmethod
+    def _maybe_loss_scaled(optimizer, loss_scaled):
+        if loss_scaled and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+            return keras.optimizers.LossScaleOptimizer(optimizer)
+        return optimizer
 
     def build(self, input_shape):
         for model in self._small_models():
@@ -235,7 +358,9 @@ class ActiveLearner(keras.Model):
         """Per-example loss from the compiled loss, unreduced, as float32 `[B]`.
 
         Uses the loss objects given to `compile()` (and their loss weights),
-        calling each one's unreduced `call`; no loss is written by hand.
+        calling each one's unreduced `call`; no loss is written by hand. Like
+        `Loss.__call__`, inputs are first cast to the loss's dtype (float32),
+        so under a mixed precision policy the loss is computed in float32.
         """
         compile_loss = self._compile_loss
         if compile_loss is None:
@@ -247,6 +372,11 @@ class ActiveLearner(keras.Model):
             y_t, y_p = y, y_pred
             for key in path:
                 y_t, y_p = y_t[key], y_p[key]
+            dtype = getattr(loss_fn, "dtype", None) or "float32"
+            y_t, y_p = (
+                tree.map_structure(lambda v, d=dtype: keras.ops.convert_to_tensor(v, dtype=d), t)
+                for t in (y_t, y_p)
+            )
             value = tf.cast(loss_fn.call(y_t, y_p), tf.float32)
             if value.shape.rank > 1:
                 value = tf.reduce_mean(value, axis=list(range(1, value.shape.rank)))
@@ -258,17 +388,48 @@ class ActiveLearner(keras.Model):
     def example_losses(self, y, y_pred):
         """The per-example loss used for scoring: `example_loss` if given, else the compiled one."""
         if self.example_loss is not None:
+            # float16 / bfloat16 outputs of a mixed policy: score in float32.
+            y_pred = tf.nest.map_structure(
+                lambda v: tf.cast(v, tf.float32) if v.dtype.is_floating else v, y_pred
+            )
             return tf.cast(self.example_loss(y, y_pred), tf.float32)
         return self.per_example_loss(y, y_pred)
 
     def score(self, x, y):
         """Scores a super-batch under the policy.
 
+        With `jit_scoring` in effect this runs as its own XLA computation
+        (`tf.function(jit_compile=True)`) on the calling replica's device.
+
         Returns:
             `(scores, context)`: float32 scores `[B]`, and a dict with the
             per-example `losses` and the model `outputs` over the super-batch
             that scoring computed (selectors such as joint selection read them).
+            Outputs keep the models' compute dtype (float16 / bfloat16 under a
+            mixed policy); losses and scores are float32.
         """
+        if not self._use_jit_scoring():
+            return self._score(x, y)
+        if tf.distribute.in_cross_replica_context() and not tf.distribute.has_strategy():
+            # Plain (default-strategy) calls: one cached function.
+            if self._eager_jit_score is None:
+                self._eager_jit_score = tf.function(self._score, jit_compile=True)
+            return self._eager_jit_score(x, y)
+        # Inside a replica: a fresh function per trace, so that each replica
+        # traces its own copy, capturing its own copies of mirrored variables.
+        return tf.function(self._score, jit_compile=True)(x, y)
+
+    def _use_jit_scoring(self):
+        if self.jit_scoring != "auto":
+            return self.jit_scoring
+        strategy = tf.distribute.get_strategy()
+        return (
+            tf.distribute.has_strategy()
+            and not _is_tpu_strategy(strategy)  # TPUs compile the whole step.
+            and bool(tf.config.list_logical_devices("GPU"))  # Keras keeps CPUs off XLA too.
+        )
+
+    def _score(self, x, y):
         models = {"learner": self.learner, "actor": self.actor, "reference": self.reference}
         outputs = {
             name: tf.nest.map_structure(tf.stop_gradient, models[name](x, training=False))
@@ -289,13 +450,27 @@ class ActiveLearner(keras.Model):
             context: The dict `score()` returned; passed to selectors that
                 accept a `context` argument (for example joint selection).
         """
-        kwargs = {"temperature": self.temperature, "seed": self.seed_generator}
+        kwargs = {"temperature": self.temperature, "seed": self._selection_seed()}
         if getattr(self._select, "uses_context", False):
             kwargs["context"] = context
         return self._select(scores, k, **kwargs)
 
+    def _selection_seed(self):
+        context = tf.distribute.get_replica_context()
+        if (
+            self.selection_scope == "local"
+            and context is not None
+            and context.num_replicas_in_sync > 1
+        ):
+            return _ReplicaSeed(self.seed_generator, context.replica_id_in_sync_group)
+        # Global selection: the same state on every replica gives the same noise.
+        return self.seed_generator
+
     def _check_batch(self, x, y):
-        """Trace-time checks that give clear errors for malformed batches."""
+        """Trace-time checks that give clear errors for malformed batches.
+
+        Returns the size of this replica's part of the super-batch.
+        """
         first = tf.nest.flatten(x)[0]
         size = first.shape[0]
         if size is None:
@@ -303,10 +478,13 @@ class ActiveLearner(keras.Model):
                 "The super-batch size is unknown (None). Selection needs a static "
                 "size: batch the dataset with drop_remainder=True."
             )
-        if self.super_batch_size is not None and size != self.super_batch_size:
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        if self.super_batch_size is not None and size * replicas != self.super_batch_size:
             raise ValueError(
-                f"Got a super-batch of {size} examples; this ActiveLearner was "
-                f"configured with super_batch_size={self.super_batch_size}."
+                f"Got a super-batch of {size * replicas} examples"
+                + (f" ({size} on each of {replicas} replicas)" if replicas > 1 else "")
+                + f"; this ActiveLearner was configured with "
+                f"super_batch_size={self.super_batch_size}."
             )
         for label in tf.nest.flatten(y):
             if label.shape[0] is not None and label.shape[0] != size:
@@ -330,24 +508,66 @@ class ActiveLearner(keras.Model):
             loss = tf.reduce_mean(per_example)
             if model.losses:
                 loss += tf.add_n([tf.cast(v, tf.float32) for v in model.losses])
-            scaled = optimizer.scale_loss(loss)
+            # Gradients are summed over replicas: divide by their number.
+            scaled = optimizer.scale_loss(scale_loss_for_distribution(loss))
         grads = tape.gradient(scaled, model.trainable_variables)
         optimizer.apply(grads, model.trainable_variables)
         return loss
 
+    def _global_winners(self, scores, context, b):
+        """Global selection from this replica's scores: the same `[b]` on every replica.
+
+        Returns indices into the all-gathered super-batch (replica-major).
+        """
+        replica = tf.distribute.get_replica_context()
+        all_scores = replica.all_gather(scores, axis=0)
+        if getattr(self._select, "uses_context", False):
+            context = _all_gather(replica, context)
+        else:
+            context = None  # Not read: skip its communication.
+        return all_scores, self.select(all_scores, b, context)
+
+    def _select_sub_batch(self, x, y, sample_weight, corrupted, size):
+        """Scores and selects; returns this replica's `(x, y, sw, corrupted, scores, b)`."""
+        replica = tf.distribute.get_replica_context()
+        replicas = replica.num_replicas_in_sync if replica is not None else 1
+        scores, context = self.score(x, y)
+        if self.selection_scope == "local" or replicas == 1:
+            b = self.sub_batch_size(size)
+            index = self.select(scores, b, context)
+
+            def take(t):
+                return None if t is None else tf.gather(t, index)
+
+            selected = tf.nest.map_structure(take, (x, y, sample_weight, corrupted))
+            return (*selected, tf.gather(scores, index), b)
+
+        b_global = self.sub_batch_size(size * replicas)
+        if b_global % replicas:
+            raise ValueError(
+                f"Global selection splits the b={b_global} selected examples evenly over "
+                f"{replicas} replicas; choose keep_fraction and the super-batch size so that "
+                f"b is a multiple of {replicas}."
+            )
+        all_scores, index = self._global_winners(scores, context, b_global)
+        # Replica r trains on winners r, r + R, ...: a strided share mixes high
+        # and low scores on every replica (it matters for batch statistics).
+        rank = replica.replica_id_in_sync_group
+        mine = tf.gather(tf.reshape(index, [-1, replicas]), rank, axis=1)
+        # All-gather the whole super-batch: `all_gather` is the collective every
+        # strategy offers; the winners can come from any replica.
+        gathered = _all_gather(replica, (x, y, sample_weight, corrupted))
+        selected = tf.nest.map_structure(
+            lambda t: None if t is None else tf.gather(t, mine), gathered
+        )
+        return (*selected, tf.gather(all_scores, mine), b_global // replicas)
+
     def train_step(self, data):
         x, y, sample_weight, metadata = unpack_batch(data)
-        super_batch = self._check_batch(x, y)
-        b = self.sub_batch_size(super_batch)
-
-        scores, context = self.score(x, y)
-        index = self.select(scores, b, context)
-
-        def take(t):
-            return None if t is None else tf.gather(t, index)
-
-        x_sel, y_sel = tf.nest.map_structure(take, x), tf.nest.map_structure(take, y)
-        sw_sel = tf.nest.map_structure(take, sample_weight)
+        size = self._check_batch(x, y)
+        x_sel, y_sel, sw_sel, corrupted_sel, selected_scores, b = self._select_sub_batch(
+            x, y, sample_weight, metadata.get("corrupted"), size
+        )
 
         # Learner: forward and gradient over the selected sub-batch only.
         with tf.GradientTape() as tape:
@@ -366,18 +586,38 @@ class ActiveLearner(keras.Model):
         if self.online_reference:
             self._train_small(self.reference, self.reference_optimizer, x, y, sample_weight)
 
-        self.score_tracker.update_state(tf.reduce_mean(tf.gather(scores, index)))
+        self.score_tracker.update_state(tf.reduce_mean(selected_scores))
         # A trace-time fact: whether this data marks corrupted labels at all.
         object.__setattr__(self, "_marks_corruption", "corrupted" in metadata)
-        if "corrupted" in metadata:
-            self.corrupted_tracker.update_state(tf.cast(take(metadata["corrupted"]), tf.float32))
-        return self.compute_metrics(x_sel, y_sel, y_pred, sample_weight=sw_sel)
+        if corrupted_sel is not None:
+            self.corrupted_tracker.update_state(tf.cast(corrupted_sel, tf.float32))
+        return _multi_worker_logs(self.compute_metrics(x_sel, y_sel, y_pred, sample_weight=sw_sel))
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Under a strategy Keras builds the model from a first batch before
+        # tracing: it MEAN-reduces that distributed batch across replicas (which
+        # fails on bool metadata such as `corrupted`) and reads a third element
+        # as sample weights. Build from replica 0's batch, metadata stripped.
+        if self._distribute_strategy is not None and iterator is not None:
+            for _, _, it in iterator:
+                batch = next(it)
+                break
+            first = self.distribute_strategy.experimental_local_results
+
+            def local(v):
+                return first(v)[0] if isinstance(v, tf.distribute.DistributedValues) else v
+
+            data_batch, iterator = tree.map_structure(local, batch), None
+        if data_batch is not None:
+            x, y, sample_weight, _ = unpack_batch(data_batch)
+            data_batch = (x, y) if sample_weight is None else (x, y, sample_weight)
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def test_step(self, data):
         x, y, sample_weight, _ = unpack_batch(data)
         logs = super().test_step((x, y, sample_weight))
         selection_only = {m.name for m in self._selection_trackers()}
-        return {k: v for k, v in logs.items() if k not in selection_only}
+        return _multi_worker_logs({k: v for k, v in logs.items() if k not in selection_only})
 
     def _selection_trackers(self):
         return (self.score_tracker, self.actor_loss_tracker, self.corrupted_tracker)

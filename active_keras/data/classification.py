@@ -34,9 +34,10 @@ class Split:
         return len(self.labels)
 
 
-def _digits(split):
+def _digits(split, data_dir=None):
     from sklearn.datasets import load_digits
 
+    del data_dir  # Bundled with scikit-learn.
     d = load_digits()
     images = (d.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
     labels = d.target.astype(np.int32)
@@ -51,6 +52,28 @@ SOURCES = {
 }
 
 
+def _tfds_source(name):
+    """A `tfds:NAME` source, read only from a locally prepared TFDS copy."""
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder(name)
+    if not builder.is_prepared():
+        raise FileNotFoundError(
+            f"TFDS data set {name!r} is not prepared under {builder.data_dir}; nothing is "
+            f"downloaded at run time. Prepare it where there is network (`tfds build {name}`) "
+            f"and copy the folder, or use a local source: {sorted(SOURCES)}."
+        )
+    labels = builder.info.features["label"]
+
+    def load(split, data_dir=None):
+        del data_dir
+        ds = builder.as_dataset(split=split, batch_size=-1, as_supervised=True)
+        images, targets = tfds.as_numpy(ds)
+        return images.astype(np.uint8), targets.astype(np.int32)
+
+    return load, labels.num_classes, tuple(labels.names)
+
+
 @gin.configurable
 class ImageClassificationData:
     """Train / held-out / test splits of a named image-classification source.
@@ -61,21 +84,30 @@ class ImageClassificationData:
     test ids offset past the training ids).
 
     Args:
-        name: A key of `SOURCES` ("fashion_mnist", "digits").
+        name: A key of `SOURCES` ("fashion_mnist", "digits"), or "tfds:NAME" for
+            a TFDS data set already prepared on disk (never downloaded).
         label_noise: Fraction of training labels replaced by another class.
         heldout_size: Examples moved from train to the held-out split.
         train_size: If set, keep only this many training examples.
         seed: Seed of the held-out carve-out and the label noise.
+        data_dir: Where the source's files are (default: its Debian package's folder).
     """
 
     def __init__(self, name="fashion_mnist", label_noise=0.0, heldout_size=10000,
-                 train_size=None, seed=0):  # fmt: skip
-        if name not in SOURCES:
-            raise ValueError(f"Unknown data set {name!r}; available: {sorted(SOURCES)}.")
-        loader, self.num_classes, self.class_names = SOURCES[name]
+                 train_size=None, seed=0, data_dir=None):  # fmt: skip
+        if name.startswith("tfds:"):
+            loader, self.num_classes, self.class_names = _tfds_source(name[len("tfds:"):])
+        elif name in SOURCES:
+            loader, self.num_classes, self.class_names = SOURCES[name]
+        else:
+            raise ValueError(
+                f"Unknown data set {name!r}; available: {sorted(SOURCES)} or 'tfds:NAME' for a "
+                "locally prepared TFDS data set."
+            )
         self.name = name
-        images, labels = loader("train")
-        test_images, test_labels = loader("test")
+        kwargs = {"data_dir": data_dir} if data_dir else {}
+        images, labels = loader("train", **kwargs)
+        test_images, test_labels = loader("test", **kwargs)
         for arr in (labels, test_labels):
             validation.check_labels(arr, self.num_classes)
         if not 0 <= heldout_size < len(labels):

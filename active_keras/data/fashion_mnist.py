@@ -5,6 +5,7 @@ Nothing is downloaded: the IDX files come from
 copy of `fashion_mnist` already exists.
 """
 
+import glob
 import os
 
 import numpy as np
@@ -47,18 +48,15 @@ def load_tfds(split, data_dir=None):
 
 
 def tfds_available(data_dir=None):
-    try:
-        import tensorflow_datasets as tfds
-
-        return tfds.builder("fashion_mnist", data_dir=data_dir).is_prepared()
-    except Exception:  # noqa: BLE001 - any failure means "not usable offline".
-        return False
+    """Whether a prepared TFDS `fashion_mnist` exists (checked on disk, touching nothing)."""
+    root = data_dir or os.environ.get("TFDS_DATA_DIR", os.path.expanduser("~/tensorflow_datasets"))
+    return bool(glob.glob(os.path.join(root, "fashion_mnist", "*", "dataset_info.json")))
 
 
 def load(split, source="auto", data_dir=None):
     """Loads a split from `source`: "debian", "tfds", or "auto" (TFDS if prepared, else Debian)."""
-    if source == "tfds" or (source == "auto" and tfds_available(data_dir)):
-        return load_tfds(split, data_dir)
+    if source == "tfds" or (source == "auto" and data_dir is None and tfds_available()):
+        return load_tfds(split)
     if source in ("debian", "auto"):
         return load_debian(split, data_dir or DEFAULT_DIR)
     raise ValueError(f"Unknown Fashion-MNIST source {source!r}; choose auto, debian or tfds.")

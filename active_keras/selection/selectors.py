@@ -48,6 +48,12 @@ def sample(scores, k, temperature=1.0, seed=None):
 _SELECTORS = {"topk": topk, "sample": sample}
 
 
+def register(name, fn):
+    """Registers selection function `fn` as `name` (set `fn.uses_context = True` to get context)."""
+    _SELECTORS[name] = fn
+    return fn
+
+
 def get(name):
     """Returns the selection function registered as `name`."""
     if callable(name):
@@ -55,3 +61,7 @@ def get(name):
     if name not in _SELECTORS:
         raise ValueError(f"Unknown selection {name!r}; choose from {sorted(_SELECTORS)}.")
     return _SELECTORS[name]
+
+
+# Joint (JEST-style) selectors register themselves on import.
+from active_keras.selection import joint  # noqa: E402, F401

@@ -1,0 +1,124 @@
+"""Keras callbacks of a run: the evaluated learning curve, and stopping on NaN.
+
+Example:
+
+```python
+curve = CurveLogger(task, ledger, steps_per_epoch=250, path="runs/x/metrics.json")
+model.fit(ds, epochs=12, steps_per_epoch=250, callbacks=[curve, StopOnNaN()])
+```
+"""
+
+import json
+import math
+import os
+
+import keras
+import tensorflow as tf
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or Inf."""
+
+
+class StopOnNaN(keras.callbacks.Callback):
+    """Stops the run with a clear error when the loss becomes NaN or Inf.
+
+    Unlike `keras.callbacks.TerminateOnNaN`, it raises, so a CLI run exits
+    non-zero with a message naming the step and the value.
+    """
+
+    def __init__(self, initial_step=0):
+        super().__init__()
+        self.step = initial_step
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.step += 1
+        for name in ("loss", "actor_loss"):
+            value = (logs or {}).get(name)
+            if value is not None and not math.isfinite(float(value)):
+                raise NonFiniteLossError(
+                    f"The {name.replace('_', ' ')} is {float(value)} at step {self.step}; "
+                    "stopping the run. Lower the learning rate, check the inputs for "
+                    "NaN/Inf values, or resume from the last checkpoint."
+                )
+
+
+class CurveLogger(keras.callbacks.Callback):
+    """Evaluates the learner every epoch and writes the curve to `metrics.json`.
+
+    Each point holds: step, learner_updates, examples_drawn (super-batch
+    examples), examples_trained (sub-batch examples), FLOPs per model and
+    total from the ledger, the task's test metrics and the fit logs.
+
+    Args:
+        task: Provides `evaluate(learner)`.
+        ledger: A `flops.FlopLedger`.
+        steps_per_epoch: Steps between evaluations (one Keras epoch).
+        path: Where `metrics.json` is written (rewritten after each point).
+        summary_dir: If set, TensorBoard scalars of the evaluation go there.
+        curve: Points of an earlier, resumed part of the run.
+        extra: Run facts stored beside the curve (policy, sizes, ...).
+    """
+
+    def __init__(self, task, ledger, steps_per_epoch, path, summary_dir=None, curve=None,
+                 extra=None):  # fmt: skip
+        super().__init__()
+        self.task = task
+        self.ledger = ledger
+        self.steps_per_epoch = steps_per_epoch
+        self.path = path
+        self.curve = list(curve or [])
+        self.extra = dict(extra or {})
+        self.writer = tf.summary.create_file_writer(summary_dir) if summary_dir else None
+
+    def point(self, step, logs=None):
+        point = {
+            "step": int(step),
+            "learner_updates": int(step),
+            "examples_drawn": int(step) * self.ledger.super_batch_size,
+            "examples_trained": int(step) * self.ledger.sub_batch_size,
+        }
+        point.update(self.ledger.totals(step))
+        point.update(self.task.evaluate(self.model.learner))
+        for key, value in (logs or {}).items():
+            point[f"train_{key}"] = float(value)
+        return point
+
+    def add(self, point):
+        # A resumed run may re-evaluate a step already on the curve: keep one point per step.
+        self.curve = [p for p in self.curve if p["step"] != point["step"]] + [point]
+        self.curve.sort(key=lambda p: p["step"])
+        self.write()
+        if self.writer is not None:
+            with self.writer.as_default(step=point["step"]):
+                for key, value in point.items():
+                    if key != "step":
+                        tf.summary.scalar(key, value)
+            self.writer.flush()
+
+    def write(self):
+        data = dict(self.extra, curve=self.curve)
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(data, f, indent=1)
+        os.replace(tmp, self.path)  # Atomic: a killed run never leaves half a file.
+
+    def on_train_begin(self, logs=None):
+        if not self.curve:
+            self.add(self.point(0))
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.add(self.point((epoch + 1) * self.steps_per_epoch, logs))
+        latest = self.curve[-1]
+        metric = self.task.primary_metric
+        print(f"step {latest['step']}: {metric} {latest[metric]:.4f}, "
+              f"total GFLOPs {latest['total_flops'] / 1e9:.1f}", flush=True)  # fmt: skip
+
+
+def load_curve(path):
+    """The curve and run facts of a `metrics.json`, or `({}, [])` if absent."""
+    if not os.path.exists(path):
+        return {}, []
+    with open(path) as f:
+        data = json.load(f)
+    return {k: v for k, v in data.items() if k != "curve"}, data["curve"]

@@ -1,0 +1,317 @@
+"""Open Clip Art as an image-caption data set (Debian package `openclipart-png`).
+
+Files live under `/usr/share/openclipart/png/<category>/<subcategory...>/<title>.png`.
+A caption is made from the path: the category, the subcategory words and the
+title words, with the extension, the trailing numbering (`_01`, `Pinguino1`)
+and the separators removed. Real noise stays (author names, Italian titles).
+The zero-shot label is the top-level category.
+
+Scanning validates every file once with PIL (`verify()` reads all chunks, so a
+truncated PNG or a non-image fails) and skips, and counts, the corrupt ones and
+the huge ones (some files here are over 600 megapixels: decoding one would take
+gigabytes). Images are then decoded in `tf.data`: alpha composited over white,
+padded to square with white, resized to `image_size`.
+
+Splits are deterministic: a hash of the file's path (its target, for symbolic
+links) and the seed picks train / heldout / test.
+
+Example:
+
+```python
+from active_keras.data import openclipart
+from active_keras.text import tokenizer
+
+data = openclipart.OpenClipArt(image_size=64)
+tok = tokenizer.load_or_learn(model_dir, data.captions("train"))
+for x, y, meta in data.dataset("train", tok, batch_size=256).take(1):
+    print(x["image"].shape, x["tokens"].shape, y[:4], data.skipped)
+```
+"""
+
+import dataclasses
+import hashlib
+import os
+import re
+import warnings
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+import gin
+from active_keras.data.errors import MissingDataError
+
+ROOT = "/usr/share/openclipart/png"
+SPLITS = ("train", "heldout", "test")
+PROMPT = "a clip art of {}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Example:
+    """One image-caption pair.
+
+    Attributes:
+        path: Absolute file path.
+        caption: Noisy caption made from the path.
+        category: Top-level category (the zero-shot class).
+        split: `"train"`, `"heldout"` or `"test"`.
+    """
+
+    path: str
+    caption: str
+    category: str
+    split: str
+
+
+def _words(text):
+    # Separators and punctuation become spaces; camelCase is left alone
+    # (WordPiece lower-cases anyway).
+    return re.sub(r"[^0-9a-zA-Z]+", " ", text).lower().split()
+
+
+def _strip_numbering(words):
+    """Drops trailing all-digit words and digits glued to the last word (`pinguino1`)."""
+    words = list(words)
+    while words and words[-1].isdigit():
+        words.pop()
+    if words:
+        stripped = re.sub(r"\d+$", "", words[-1])
+        if stripped.isalpha():  # `pinguino1` -> `pinguino`, but `70a021` (a colour) stays.
+            words[-1] = stripped
+    return words
+
+
+def relative_parts(path, root=ROOT):
+    """`(folders, title)` of `path` under `root`: folders from the category down."""
+    rel = os.path.relpath(path, root)
+    *folders, filename = rel.split(os.sep)
+    return folders, os.path.splitext(filename)[0]
+
+
+def category_of(path, root=ROOT):
+    """The top-level category folder of `path`."""
+    folders, _ = relative_parts(path, root)
+    if not folders:
+        raise ValueError(f"{path} is not inside a category folder of {root}.")
+    return folders[0]
+
+
+def caption(path, root=ROOT, style="full"):
+    """The caption of an image file.
+
+    Args:
+        path: File path under `root`.
+        root: The Open Clip Art PNG folder.
+        style: `"full"` (category, subcategories, title) or `"category"` (the
+            cleaner caption: category words only, for the reference model).
+
+    Example: `signs_and_symbols/flags/europe/germany/germany_saxony.png` ->
+    `"signs and symbols flags europe germany germany saxony"`.
+    """
+    folders, title = relative_parts(path, root)
+    if style == "category":
+        return " ".join(_words(folders[0]))
+    if style != "full":
+        raise ValueError(f"Unknown caption style {style!r}; choose 'full' or 'category'.")
+    words = [w for folder in folders for w in _words(folder)]
+    return " ".join(words + _strip_numbering(_words(title)))
+
+
+def split_of(key, seed=0, heldout_fraction=0.1, test_fraction=0.1):
+    """Deterministic split of the file identified by `key` (a relative path)."""
+    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
+    u = int.from_bytes(digest[:8], "big") / 2.0**64
+    if u < test_fraction:
+        return "test"
+    if u < test_fraction + heldout_fraction:
+        return "heldout"
+    return "train"
+
+
+def check_image(path, max_pixels):
+    """`None` if `path` is a readable PNG of at most `max_pixels`, else the reason."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                if image.format != "PNG":
+                    return "corrupt"
+                if image.size[0] * image.size[1] > max_pixels:
+                    return "too_large"
+                image.verify()  # Reads every chunk and its CRC: catches truncation.
+    except Image.DecompressionBombError:
+        return "too_large"
+    except Exception:  # noqa: BLE001 - any failure to read means unusable.
+        return "corrupt"
+    return None
+
+
+def scan(root=ROOT, include_links=False, max_pixels=4_000_000, seed=0,
+         heldout_fraction=0.1, test_fraction=0.1):  # fmt: skip
+    """Lists and validates the data set.
+
+    Args:
+        root: The Open Clip Art PNG folder.
+        include_links: Also list symbolic links (about 1,200 files here link an
+            image into a second category). They share their target's split, so
+            no image is both in train and test.
+        max_pixels: Larger images are skipped (counted as `too_large`).
+        seed: Split seed.
+        heldout_fraction: Fraction of files in the held-out split.
+        test_fraction: Fraction of files in the test split.
+
+    Returns:
+        `(examples, skipped)`: a sorted list of `Example`, and a dict
+        `{"corrupt": [paths], "too_large": [paths]}`.
+
+    Raises:
+        MissingDataError: `root` does not exist.
+    """
+    if not os.path.isdir(root):
+        raise MissingDataError("Open Clip Art", root, "openclipart-png")
+    root = os.path.abspath(root)
+    real_root = os.path.realpath(root)
+    examples, skipped = [], {"corrupt": [], "too_large": []}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        if dirpath == root:
+            continue  # Files outside any category have no label.
+        for filename in sorted(filenames):
+            path = os.path.join(dirpath, filename)
+            if os.path.islink(path) and not include_links:
+                continue
+            reason = check_image(path, max_pixels)
+            if reason:
+                skipped[reason].append(path)
+                continue
+            key = os.path.relpath(os.path.realpath(path), real_root)
+            split = split_of(key, seed, heldout_fraction, test_fraction)
+            examples.append(Example(path, caption(path, root), category_of(path, root), split))
+    return examples, skipped
+
+
+def decode_image(png_bytes, image_size=64):
+    """Decodes PNG bytes to float32 `[image_size, image_size, 3]` in `[0, 1]`.
+
+    Transparency is composited over white, and the image is padded to a square
+    with white (keeping its aspect ratio) before resizing. Works in `tf.data`.
+    """
+    rgba = tf.io.decode_png(png_bytes, channels=4, dtype=tf.uint8)
+    rgba = tf.cast(rgba, tf.float32) / 255.0
+    rgb, alpha = rgba[..., :3], rgba[..., 3:]
+    rgb = rgb * alpha + (1.0 - alpha)
+    # resize_with_pad pads with zeros: pad the "ink" (1 - rgb) so padding is white.
+    ink = tf.image.resize_with_pad(1.0 - rgb, image_size, image_size, antialias=True)
+    return tf.clip_by_value(1.0 - ink, 0.0, 1.0)
+
+
+@gin.configurable
+class OpenClipArt:
+    """Train / heldout / test image-caption splits of Open Clip Art.
+
+    Args:
+        root: The Open Clip Art PNG folder.
+        image_size: Side of the decoded square images.
+        include_links: See `scan`.
+        max_pixels: See `scan`.
+        seed: Split seed.
+        heldout_fraction: Fraction of files held out (for the reference model).
+        test_fraction: Fraction of files for evaluation.
+
+    Attributes:
+        class_names: Sorted top-level categories (zero-shot classes).
+        skipped: `{"corrupt": n, "too_large": n}`, files skipped while scanning.
+    """
+
+    def __init__(self, root=ROOT, image_size=64, include_links=False, max_pixels=4_000_000,
+                 seed=0, heldout_fraction=0.1, test_fraction=0.1):  # fmt: skip
+        self.root = root
+        self.image_size = int(image_size)
+        self._examples, skipped = scan(
+            root, include_links, max_pixels, seed, heldout_fraction, test_fraction
+        )
+        if not self._examples:
+            raise ValueError(f"No readable PNG images under {root}.")
+        self.skipped_paths = skipped
+        self.skipped = {reason: len(paths) for reason, paths in skipped.items()}
+        self.class_names = tuple(sorted({e.category for e in self._examples}))
+        self.num_classes = len(self.class_names)
+
+    @property
+    def num_skipped(self):
+        return sum(self.skipped.values())
+
+    def examples(self, split):
+        """The `Example`s of `split`, in a fixed order."""
+        if split not in SPLITS:
+            raise ValueError(f"Unknown split {split!r}; choose from {SPLITS}.")
+        return [e for e in self._examples if e.split == split]
+
+    def captions(self, split, style="full"):
+        """Captions of `split` (`style="category"` for the cleaner, category-only ones)."""
+        return [caption(e.path, self.root, style) for e in self.examples(split)]
+
+    def labels(self, split):
+        """int32 category indices of `split` into `class_names`."""
+        index = {name: i for i, name in enumerate(self.class_names)}
+        return np.array([index[e.category] for e in self.examples(split)], np.int32)
+
+    def prompts(self, template=PROMPT):
+        """One zero-shot prompt per class, e.g. `"a clip art of signs and symbols"`."""
+        return [template.format(" ".join(_words(name))) for name in self.class_names]
+
+    def dataset(self, split, tokenizer, batch_size, shuffle=None, repeat=None,
+                caption_style="full", drop_remainder=None, cache=True, seed=0):  # fmt: skip
+        """A `tf.data.Dataset` of `({"image", "tokens"}, label, {"example_id"})` batches.
+
+        Args:
+            split: `"train"`, `"heldout"` or `"test"`.
+            tokenizer: A callable strings `[N]` -> int32 `[N, L]` (a `CaptionTokenizer`).
+            batch_size: Batch (super-batch) size.
+            shuffle: Shuffle each epoch; defaults to True except for `"test"`.
+            repeat: Repeat forever; defaults to True except for `"test"`.
+            caption_style: `"full"` or `"category"` captions.
+            drop_remainder: Defaults to True except for `"test"` (selection
+                needs a static super-batch size).
+            cache: Keep decoded images after the first epoch: True in memory, a
+                file path to cache them on disk for later runs, False not at all.
+            seed: Shuffle seed.
+
+        Returns:
+            Batches of images float32 `[B, S, S, 3]` in `[0, 1]`, tokens int32
+            `[B, L]`, labels int32 `[B]` (category) and example ids int64 `[B]`
+            (the example's index in `examples(split)`, offset by the split).
+        """
+        evaluating = split == "test"
+        shuffle = not evaluating if shuffle is None else shuffle
+        repeat = not evaluating if repeat is None else repeat
+        drop_remainder = not evaluating if drop_remainder is None else drop_remainder
+        examples = self.examples(split)
+        # Tokenise all captions once: cheap, and keeps the pipeline deterministic.
+        tokens = np.asarray(tokenizer(self.captions(split, caption_style)), np.int32)
+        ids = np.arange(len(examples), dtype=np.int64) + SPLITS.index(split) * 10**6
+        ds = tf.data.Dataset.from_tensor_slices(
+            ([e.path for e in examples], tokens, self.labels(split), ids)
+        )
+        size = self.image_size
+
+        def load(path, tok, label, example_id):
+            image = decode_image(tf.io.read_file(path), size)
+            return image, tok, label, example_id
+
+        ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+        if cache:
+            ds = ds.cache(cache if isinstance(cache, str) else "")
+        if shuffle:
+            ds = ds.shuffle(len(examples), seed=seed, reshuffle_each_iteration=True)
+        if repeat:
+            ds = ds.repeat()
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+        ds = ds.map(
+            lambda image, tok, label, example_id: (
+                {"image": image, "tokens": tok},
+                label,
+                {"example_id": example_id},
+            )
+        )
+        return ds.prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,86 @@
+"""ActiveCLIP end to end: ActiveLearner with CLIP towers, contrastive loss, selection."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from active_keras import ActiveLearner, losses
+from active_keras.evaluation import clip_eval
+from active_keras.models import clip
+
+VOCAB, LENGTH, SIZE, B = 40, 6, 16, 8
+
+
+def super_batches(n=B, seed=0):
+    rng = np.random.default_rng(seed)
+    tokens = np.zeros([n, LENGTH], np.int32)
+    tokens[:, :4] = rng.integers(4, VOCAB, size=(n, 4))
+    x = {"image": rng.random((n, SIZE, SIZE, 3), dtype=np.float32), "tokens": tokens}
+    y = rng.integers(0, 3, size=n).astype(np.int32)
+    meta = {"example_id": np.arange(n, dtype=np.int64)}
+    return tf.data.Dataset.from_tensors((x, y, meta)).repeat(2)
+
+
+def tiny(name, **kw):
+    # A CNN image tower keeps the XLA compile of three models short.
+    return clip.build_clip(VOCAB, "tiny", SIZE, LENGTH, image_encoder="cnn", name=name, **kw)
+
+
+@pytest.mark.parametrize("selection", ["joint", "topk"])
+@pytest.mark.parametrize("mode", ["eager", pytest.param("jit", marks=pytest.mark.slow)])
+def test_fit_two_steps(selection, mode):
+    learner = tiny("learner", width=48, embed_dim=32)
+    reference = tiny("reference")
+    model = ActiveLearner(learner=learner, reference=reference, policy="learnability",
+                          example_loss=losses.negative_dot, selection=selection,
+                          keep_fraction=0.5, seed=0)  # fmt: skip
+    model.compile(optimizer="adam", loss=losses.SigLipLoss(), run_eagerly=mode == "eager",
+                  jit_compile=mode == "jit")  # fmt: skip
+    before = [w.numpy().copy() for w in learner.trainable_weights]
+    ref_before = [w.numpy().copy() for w in reference.weights]
+    history = model.fit(super_batches(), epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][-1])
+    assert "actor_loss" in history.history
+    assert any(
+        not np.allclose(a, w.numpy())
+        for a, w in zip(before, learner.trainable_weights, strict=True)
+    )
+    for a, w in zip(ref_before, reference.weights, strict=True):
+        np.testing.assert_array_equal(a, w.numpy())  # The reference stays frozen.
+
+
+def test_score_uses_negative_dot_and_loss_is_per_pair():
+    learner, reference = tiny("learner"), tiny("reference")
+    model = ActiveLearner(learner, reference, example_loss=losses.negative_dot)
+    model.compile(optimizer="adam", loss=losses.ClipLoss())
+    x, y, _ = next(iter(super_batches()))
+    scores, context = model.score(x, y)
+    expected = losses.negative_dot(y, model.actor(x)) - losses.negative_dot(y, reference(x))
+    np.testing.assert_allclose(scores, expected, atol=1e-5)
+    per_pair = model.per_example_loss(y, learner(x))
+    assert per_pair.shape == (B,)
+    np.testing.assert_allclose(np.mean(per_pair), losses.ClipLoss()(y, learner(x)), rtol=1e-5)
+    assert set(context["outputs"]) == {"actor", "reference"}
+
+
+def test_evaluate_returns_metrics_in_range():
+    model = tiny("learner")
+    x, y, _ = next(iter(super_batches()))
+    tok = lambda texts: np.tile(np.array([[2, 5, 3, 0, 0, 0]], np.int32), (len(texts), 1))  # noqa: E731
+    metrics = clip_eval.evaluate_arrays(model, x["image"], x["tokens"], y, tok,
+                                        ["a", "b", "c"], batch_size=3)  # fmt: skip
+    assert set(metrics) == {
+        "zero_shot_accuracy", "image_to_text_recall@1", "image_to_text_recall@5",
+        "text_to_image_recall@1", "text_to_image_recall@5", "num_examples",
+    }  # fmt: skip
+    assert metrics["num_examples"] == B
+    assert all(0.0 <= v <= 1.0 for k, v in metrics.items() if k != "num_examples")
+    assert metrics["image_to_text_recall@1"] <= metrics["image_to_text_recall@5"]
+
+
+def test_recall_and_zero_shot_by_hand():
+    queries = np.eye(3, dtype=np.float32)
+    targets = np.array([[1, 0, 0], [0, 0, 1], [0, 1, 0]], np.float32)  # 1 and 2 swapped.
+    assert clip_eval.recall_at_k(queries, targets, ks=(1, 2)) == {1: 1 / 3, 2: 1.0}
+    classes = np.eye(3, dtype=np.float32)
+    assert clip_eval.zero_shot_accuracy(queries, [0, 1, 1], classes) == pytest.approx(2 / 3)

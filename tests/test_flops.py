@@ -1,0 +1,51 @@
+import keras
+import pytest
+
+from active_keras import ActiveLearner, flops
+
+
+def _dense(n_in, n_out, name="m"):
+    return keras.Sequential([keras.Input((n_in,)), keras.layers.Dense(n_out)], name=name)
+
+
+def test_forward_flops_counts_matmul_and_bias():
+    assert flops.forward_flops(_dense(5, 3)) == 2 * 5 * 3 + 3
+
+
+def test_forward_flops_of_a_convolution():
+    model = keras.Sequential(
+        [keras.Input((4, 4, 1)), keras.layers.Conv2D(2, 3, padding="same", use_bias=False)]
+    )
+    assert flops.forward_flops(model) == 4 * 4 * 2 * 9 * 2
+
+
+def test_ledger_follows_the_method_formula():
+    learner, reference = _dense(10, 100, "learner"), _dense(10, 4, "reference")
+    f_l, f_a = flops.forward_flops(learner), flops.forward_flops(reference)
+    model = ActiveLearner(learner, reference, policy="learnability")
+    ledger = flops.FlopLedger.for_learner(model, super_batch_size=32)
+    b, big_b = 16, 32
+    assert ledger.per_step() == {
+        "learner": 3 * f_l * b,
+        "actor": f_a * big_b + 3 * f_a * b,
+        "reference": f_a * big_b,
+    }
+    assert ledger.overhead() == pytest.approx((3 * f_l * b + 2 * f_a * big_b + 3 * f_a * b)
+                                              / (3 * f_l * b))  # fmt: skip
+    totals = ledger.totals(10)
+    assert totals["total_flops"] == 10 * sum(ledger.per_step().values())
+
+
+def test_uniform_costs_only_the_learner_update():
+    model = ActiveLearner(_dense(10, 100, "learner"), policy="uniform")
+    ledger = flops.FlopLedger.for_learner(model, super_batch_size=32)
+    assert ledger.per_step() == {"learner": 3 * flops.forward_flops(model.learner) * 16}
+    assert ledger.overhead() == 1.0
+
+
+def test_rho_loss_scores_with_a_learner_pass_over_the_super_batch():
+    learner, reference = _dense(10, 100, "learner"), _dense(10, 4, "reference")
+    model = ActiveLearner(learner, reference, policy="rho_loss")
+    cost = flops.FlopLedger.for_learner(model, super_batch_size=32).per_step()
+    f_l = flops.forward_flops(learner)
+    assert cost["learner"] == f_l * 32 + 3 * f_l * 16
