@@ -58,15 +58,28 @@ class CurveLogger(keras.callbacks.Callback):
         summary_dir: If set, TensorBoard scalars of the evaluation go there.
         curve: Points of an earlier, resumed part of the run.
         extra: Run facts stored beside the curve (policy, sizes, ...).
+        initial_step: The step a resumed run starts from. Steps are counted
+            from it batch by batch, so a resumed run's first, shorter epoch
+            still evaluates at the right step.
     """
 
-    def __init__(self, task, ledger, steps_per_epoch, path, summary_dir=None, curve=None,
-                 extra=None):  # fmt: skip
+    def __init__(
+        self,
+        task,
+        ledger,
+        steps_per_epoch,
+        path,
+        summary_dir=None,
+        curve=None,
+        extra=None,
+        initial_step=0,
+    ):
         super().__init__()
         self.task = task
         self.ledger = ledger
         self.steps_per_epoch = steps_per_epoch
         self.path = path
+        self.step = self._epoch_start = initial_step
         self.curve = list(curve or [])
         self.extra = dict(extra or {})
         self.writer = tf.summary.create_file_writer(summary_dir) if summary_dir else None
@@ -98,21 +111,31 @@ class CurveLogger(keras.callbacks.Callback):
 
     def write(self):
         data = dict(self.extra, curve=self.curve)
-        tmp = self.path + ".tmp"
+        tmp = f"{self.path}.tmp{os.getpid()}"  # Per process: workers may share model_dir.
         with open(tmp, "w") as f:
             json.dump(data, f, indent=1)
         os.replace(tmp, self.path)  # Atomic: a killed run never leaves half a file.
 
     def on_train_begin(self, logs=None):
         if not self.curve:
-            self.add(self.point(0))
+            self.add(self.point(self.step))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = self.step
+
+    def on_train_batch_end(self, batch, logs=None):
+        # `batch` is the last step of this call (several with steps_per_execution).
+        self.step = self._epoch_start + batch + 1
 
     def on_epoch_end(self, epoch, logs=None):
-        self.add(self.point((epoch + 1) * self.steps_per_epoch, logs))
+        self.add(self.point(self.step, logs))
         latest = self.curve[-1]
         metric = self.task.primary_metric
-        print(f"step {latest['step']}: {metric} {latest[metric]:.4f}, "
-              f"total GFLOPs {latest['total_flops'] / 1e9:.1f}", flush=True)  # fmt: skip
+        print(
+            f"step {latest['step']}: {metric} {latest[metric]:.4f}, "
+            f"total GFLOPs {latest['total_flops'] / 1e9:.1f}",
+            flush=True,
+        )
 
 
 def load_curve(path):

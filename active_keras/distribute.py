@@ -34,10 +34,9 @@ model.fit(train, steps_per_epoch=1000)
 import json
 import os
 
+import gin
 import tensorflow as tf
 from absl import logging
-
-import gin
 
 STRATEGIES = ("one_device", "mirrored", "multi_worker_mirrored", "tpu")
 
@@ -120,8 +119,16 @@ def _fresh_collective_keys(strategy_class):
         strategy_class._collective_key_base += 100_000
 
 
-def distribute_super_batches(strategy, examples_fn, global_super_batch_size, *,
-                             shuffle_buffer=None, seed=0, map_fn=None, repeat=True):  # fmt: skip
+def distribute_super_batches(
+    strategy,
+    examples_fn,
+    global_super_batch_size,
+    *,
+    shuffle_buffer=None,
+    seed=0,
+    map_fn=None,
+    repeat=True,
+):
     """Per-replica super-batches from `strategy.distribute_datasets_from_function`.
 
     Each input pipeline (one per worker) calls `examples_fn`, keeps its own
@@ -172,8 +179,9 @@ def distribute_super_batches(strategy, examples_fn, global_super_batch_size, *,
             buffer = shuffle_buffer or int(ds.cardinality())
             if buffer <= 0:
                 raise ValueError("shuffle_buffer=0 needs a dataset of known size.")
-            ds = ds.shuffle(buffer, seed=seed + input_context.input_pipeline_id,
-                            reshuffle_each_iteration=True)  # fmt: skip
+            ds = ds.shuffle(
+                buffer, seed=seed + input_context.input_pipeline_id, reshuffle_each_iteration=True
+            )
         if repeat:
             ds = ds.repeat()
         ds = ds.batch(per_replica, drop_remainder=True)
@@ -184,8 +192,9 @@ def distribute_super_batches(strategy, examples_fn, global_super_batch_size, *,
     return strategy.distribute_datasets_from_function(dataset_fn)
 
 
-def classification_super_batches(strategy, data, global_super_batch_size, *, split="train",
-                                 seed=0, shuffle=True):  # fmt: skip
+def classification_super_batches(
+    strategy, data, global_super_batch_size, *, split="train", seed=0, shuffle=True
+):
     """`distribute_super_batches` over a split of an `ImageClassificationData`.
 
     Batches are `(image float32 in [0, 1], label, {"corrupted", "example_id"})`
@@ -209,9 +218,12 @@ def classification_super_batches(strategy, data, global_super_batch_size, *, spl
 
     def examples():
         return tf.data.Dataset.from_tensor_slices(
-            (arrays.images, arrays.labels,
-             {"corrupted": arrays.corrupted, "example_id": arrays.ids})
-        )  # fmt: skip
+            (
+                arrays.images,
+                arrays.labels,
+                {"corrupted": arrays.corrupted, "example_id": arrays.ids},
+            )
+        )
 
     return distribute_super_batches(
         strategy,
@@ -221,3 +233,50 @@ def classification_super_batches(strategy, data, global_super_batch_size, *, spl
         seed=seed,
         map_fn=lambda x, y, m: (tf.cast(x, tf.float32) / 255.0, y, m),
     )
+
+
+def shard_global_batches(strategy, global_dataset_fn, global_super_batch_size):
+    """Distributes a stream of global super-batches: each input pipeline keeps its rows.
+
+    `global_dataset_fn()` yields the same global super-batches (size `B`) that a
+    one-device run would see, in a deterministic order (the training data's
+    order is a pure function of seed and step, which is also what makes runs
+    resumable). Input pipeline `i` of `n` (one per worker) keeps rows
+    `[i B/n, (i+1) B/n)` of every global batch and splits them into per-replica
+    batches, so the replicas of one step together hold exactly that step's
+    global super-batch: distributed and one-device runs select from the same
+    examples, and a resumed run continues where it stopped.
+
+    Built on `strategy.distribute_datasets_from_function`. Each worker still
+    decodes the whole global batch before keeping its rows, which is cheap for
+    in-memory arrays; for data that is expensive to read use
+    `distribute_super_batches`, which shards the examples instead.
+
+    Args:
+        strategy: A `tf.distribute.Strategy`.
+        global_dataset_fn: `fn() -> tf.data.Dataset` of global super-batches of
+            static size `global_super_batch_size`.
+        global_super_batch_size: `B`.
+
+    Returns:
+        A distributed dataset for `model.fit()`.
+    """
+    replicas = strategy.num_replicas_in_sync
+    if global_super_batch_size % replicas:
+        raise ValueError(
+            f"The super-batch of {global_super_batch_size} does not split evenly over "
+            f"{replicas} replicas."
+        )
+
+    def dataset_fn(input_context):
+        per_pipeline = global_super_batch_size // input_context.num_input_pipelines
+        start = input_context.input_pipeline_id * per_pipeline
+        per_replica = input_context.get_per_replica_batch_size(global_super_batch_size)
+
+        def rows(*batch):
+            return tf.nest.map_structure(lambda t: t[start : start + per_pipeline], batch)
+
+        ds = global_dataset_fn().map(rows).unbatch()
+        return ds.batch(per_replica, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+    return strategy.distribute_datasets_from_function(dataset_fn)

@@ -21,16 +21,39 @@ import dataclasses
 import tensorflow as tf
 
 
+def _input_specs(model):
+    """Batch-of-one `TensorSpec`s of a model's inputs, keeping names and dtypes.
+
+    Multi-input models (the two-tower CLIP models take `{"image", "tokens"}`)
+    get a dict keyed by input name, as their call expects; int inputs stay int.
+    """
+    inputs = model.inputs
+    if not inputs:
+        raise ValueError(f"Model {model.name!r} is not built: give input_shape.")
+    specs = {
+        t.name: tf.TensorSpec((1, *t.shape[1:]), tf.as_dtype(t.dtype or "float32"), name=t.name)
+        for t in inputs
+    }
+    if len(specs) == 1:
+        return next(iter(specs.values()))
+    if isinstance(model.input, dict):
+        return specs
+    return [specs[t.name] for t in inputs]
+
+
 def forward_flops(model, input_shape=None):
     """Forward-pass FLOPs of `model` for one example, from TF's graph profiler.
 
     Args:
-        model: A built Keras model with a single input (or give `input_shape`).
-        input_shape: Per-example input shape; defaults to `model.input_shape[1:]`.
+        model: A built Keras model. A single float input can be described by
+            `input_shape`; without it every input (also a dict of several, of
+            any dtype) is taken from `model.inputs`.
+        input_shape: Per-example shape of a single float input.
     """
     if input_shape is None:
-        input_shape = tuple(model.input_shape[1:])
-    spec = tf.TensorSpec((1, *input_shape), tf.float32)
+        spec = _input_specs(model)
+    else:
+        spec = tf.TensorSpec((1, *input_shape), tf.float32)
     graph = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec).graph
     options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
     options["output"] = "none"
@@ -68,7 +91,10 @@ class FlopLedger:
     @classmethod
     def for_learner(cls, model, super_batch_size):
         """The ledger of an `ActiveLearner` (FLOPs measured from its models)."""
-        input_shape = tuple(model.learner.input_shape[1:])
+        # One float input: every model is measured on the learner's input shape.
+        # Several inputs (CLIP's image and tokens): each model's own input specs.
+        single = len(model.learner.inputs) == 1
+        input_shape = tuple(model.learner.input_shape[1:]) if single else None
         present = {"learner": model.learner, "actor": model.actor, "reference": model.reference}
         flops = {k: forward_flops(m, input_shape) for k, m in present.items() if m is not None}
         trained = ["learner"] + (["actor"] if model.actor is not None else [])

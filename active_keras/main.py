@@ -7,6 +7,8 @@ Flags:
   --local         Shrink the config to a smoke run (applies gin/local.gin).
   --compare_with  Gin file(s) for a baseline run (e.g. gin/uniform.gin), run into
                   MODEL_DIR/baseline with the same configs; prints the comparison.
+  --strategy      one_device | mirrored | multi_worker_mirrored | tpu.
+  --tpu_address   For --strategy=tpu.
 
 Example:
 
@@ -25,7 +27,18 @@ flags.DEFINE_multi_string("gin_bindings", [], "Gin bindings, applied after the f
 flags.DEFINE_string("model_dir", None, "Where the run writes its outputs.")
 flags.DEFINE_bool("local", False, "Shrink the run to a quick smoke test (gin/local.gin).")
 flags.DEFINE_multi_string("compare_with", [], "Gin file(s) of a baseline to compare against.")
+flags.DEFINE_enum(
+    "strategy",
+    None,
+    ["one_device", "mirrored", "multi_worker_mirrored", "tpu"],
+    "tf.distribute strategy (overrides run.strategy); multi-worker reads TF_CONFIG.",
+)
+flags.DEFINE_string("tpu_address", None, "TPU name or grpc:// address ('local' on a TPU VM).")
+flags.DEFINE_integer(
+    "logical_cpus", 0, "Split the CPU into this many logical devices (to try mirrored on a CPU)."
+)
 
+PRIMARY_METRICS = ("test_accuracy", "zero_shot_accuracy")
 GIN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "gin")
 
 
@@ -38,8 +51,14 @@ def parse_config(gin_files, bindings, local=False):
     import gin
 
     gin.clear_config()
+    # `include 'gin/...'` lines then resolve from any working directory.
+    gin.add_config_file_search_path(os.path.dirname(GIN_DIR))
     files = list(gin_files) + ([os.path.join(GIN_DIR, "local.gin")] if local else [])
     for path in files:
+        if not os.path.exists(path) and os.path.exists(
+            os.path.join(os.path.dirname(GIN_DIR), path)
+        ):
+            path = os.path.join(os.path.dirname(GIN_DIR), path)
         if not os.path.exists(path):
             raise ConfigError(f"Gin file {path!r} does not exist.")
         try:
@@ -69,23 +88,42 @@ def main(argv):
     model_dir = FLAGS.model_dir or os.path.join(
         "runs", os.path.splitext(os.path.basename(FLAGS.gin_file[-1]))[0]
     )
+    if FLAGS.logical_cpus:
+        import tensorflow as tf
+
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * FLAGS.logical_cpus
+        )
     from active_keras import speedup
 
     try:
-        curve = run_config(FLAGS.gin_file, FLAGS.gin_bindings, model_dir, FLAGS.local)
+        bindings = list(FLAGS.gin_bindings)
+        if FLAGS.strategy:
+            bindings.append(f"run.strategy = '{FLAGS.strategy}'")
+        if FLAGS.tpu_address:
+            bindings.append(f"make_strategy.tpu_address = '{FLAGS.tpu_address}'")
+        curve = run_config(FLAGS.gin_file, bindings, model_dir, FLAGS.local)
         if FLAGS.compare_with and curve:
             baseline_dir = os.path.join(model_dir, "baseline")
-            baseline = run_config(FLAGS.gin_file + FLAGS.compare_with, FLAGS.gin_bindings,
-                                  baseline_dir, FLAGS.local)  # fmt: skip
+            baseline = run_config(
+                FLAGS.gin_file + FLAGS.compare_with, bindings, baseline_dir, FLAGS.local
+            )
+            # The task's primary metric: test accuracy (ClassAct) or zero-shot accuracy (CLIP).
+            metric = next(m for m in PRIMARY_METRICS if m in curve[0])
             name = os.path.splitext(os.path.basename(FLAGS.gin_file[-1]))[0]
             rows = {
                 "baseline: " + os.path.basename(FLAGS.compare_with[-1]): speedup.compare(
-                    baseline, baseline
+                    baseline, baseline, metric
                 ),
-                name: speedup.compare(baseline, curve),
+                name: speedup.compare(baseline, curve, metric),
             }
-            print("\nComparison (target: the baseline's best test accuracy)")
-            print(speedup.format_table(rows))
+            print(f"\nComparison (target: the baseline's best {metric.replace('_', ' ')})")
+            print(speedup.format_table(rows, metric))
+            from active_keras import report
+
+            # The run's report again, now with the baseline's curves beside it.
+            print(f"report: {report.write_report(model_dir, compare=[baseline_dir])}")
     except (ValueError, FileNotFoundError, PermissionError, FloatingPointError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)

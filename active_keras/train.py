@@ -14,20 +14,29 @@ curve = train.run("/tmp/classact")
 ```
 """
 
+import contextlib
 import os
+import sys
 
 import gin
 import keras
+import tensorflow as tf
 
 from active_keras import callbacks as callbacks_lib
-from active_keras import flops
+from active_keras import checkpointing, distribute, flops, report, selection_log
 from active_keras.active_learner import ActiveLearner
 from active_keras.selection import policies
 
 
 @gin.configurable
-def make_optimizer(name="adam", learning_rate=1e-3, schedule="constant", num_steps=None,
-                   warmup_steps=0, weight_decay=None):  # fmt: skip
+def make_optimizer(
+    name="adam",
+    learning_rate=1e-3,
+    schedule="constant",
+    num_steps=None,
+    warmup_steps=0,
+    weight_decay=None,
+):
     """An optimizer with a constant or warm-up + cosine learning rate.
 
     Args:
@@ -42,9 +51,11 @@ def make_optimizer(name="adam", learning_rate=1e-3, schedule="constant", num_ste
         if not num_steps:
             raise ValueError("make_optimizer: the cosine schedule needs num_steps.")
         lr = keras.optimizers.schedules.CosineDecay(
-            0.0 if warmup_steps else learning_rate, decay_steps=num_steps - warmup_steps,
-            warmup_target=learning_rate if warmup_steps else None, warmup_steps=warmup_steps,
-        )  # fmt: skip
+            0.0 if warmup_steps else learning_rate,
+            decay_steps=num_steps - warmup_steps,
+            warmup_target=learning_rate if warmup_steps else None,
+            warmup_steps=warmup_steps,
+        )
     elif schedule == "constant":
         lr = learning_rate
     else:
@@ -59,8 +70,16 @@ def make_optimizer(name="adam", learning_rate=1e-3, schedule="constant", num_ste
 
 
 @gin.configurable
-def train_reference(task, path, num_steps=2000, batch_size=128, learning_rate=1e-3,
-                    split="heldout", seed=0, jit_compile=True):  # fmt: skip
+def train_reference(
+    task,
+    path,
+    num_steps=2000,
+    batch_size=128,
+    learning_rate=1e-3,
+    split="heldout",
+    seed=0,
+    jit_compile=True,
+):
     """Trains the small reference model on `split` (clean held-out data) and saves it.
 
     Returns:
@@ -68,24 +87,50 @@ def train_reference(task, path, num_steps=2000, batch_size=128, learning_rate=1e
     """
     keras.utils.set_random_seed(seed)
     model = task.build_small(name="reference")
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=task.loss(),
-                  metrics=task.metrics(), jit_compile=jit_compile)  # fmt: skip
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=task.loss(),
+        metrics=task.metrics(),
+        jit_compile=jit_compile,
+    )
     ds = task.dataset(split, batch_size, shuffle=True, repeat=True, seed=seed)
     ds = ds.map(lambda x, y, meta: (x, y))
-    model.fit(ds, steps_per_epoch=num_steps, epochs=1, verbose=2,
-              callbacks=[callbacks_lib.StopOnNaN()])  # fmt: skip
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    model.save(path)
-    print(f"reference: {task.primary_metric} {task.evaluate(model)[task.primary_metric]:.4f}, "
-          f"saved to {path}", flush=True)  # fmt: skip
+    model.fit(
+        ds, steps_per_epoch=num_steps, epochs=1, verbose=2, callbacks=[callbacks_lib.StopOnNaN()]
+    )
+    folder, name = os.path.split(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    partial = os.path.join(folder, f".partial-{os.getpid()}-{name}")
+    model.save(partial)
+    os.replace(partial, path)  # Atomic: a killed run never leaves a half-written reference.
+    print(
+        f"reference: {task.primary_metric} {task.evaluate(model)[task.primary_metric]:.4f}, "
+        f"saved to {path}",
+        flush=True,
+    )
     return model
 
 
-def load_or_train_reference(task, path):
-    """Loads the reference from `path`, training and saving it first if missing."""
+@gin.configurable(denylist=["task", "path"])
+def load_or_train_reference(task, path, retrain_mismatched=False):
+    """Loads the reference from `path`, training and saving it first if missing.
+
+    Args:
+        task: The task.
+        path: `.keras` file of the reference.
+        retrain_mismatched: Retrain (and overwrite) a saved reference that does
+            not fit the task instead of raising; `gin/local.gin` sets it, as its
+            throw-away reference file is shared by every task's smoke runs.
+    """
     if path and os.path.exists(path):
         model = keras.models.load_model(path, compile=False)
         print(f"reference: loaded {path}", flush=True)
+        if retrain_mismatched:
+            try:
+                task.check_model(model, f"reference ({path})")
+            except ValueError as e:
+                print(f"reference: {e} Retraining it.", flush=True)
+                model = train_reference(task, path)
     else:
         if not path:
             raise ValueError("The policy needs a reference: bind train.reference_path.")
@@ -103,8 +148,7 @@ def _writable_dir(model_dir):
         os.remove(probe)
     except OSError as e:
         raise PermissionError(
-            f"model_dir {model_dir!r} is not writable ({e.strerror}); pass a writable "
-            "--model_dir."
+            f"model_dir {model_dir!r} is not writable ({e.strerror}); pass a writable --model_dir."
         ) from e
 
 
@@ -114,10 +158,30 @@ def write_operative_config(model_dir):
 
 
 @gin.configurable(denylist=["model_dir"])
-def run(model_dir, task=gin.REQUIRED, mode="train", policy="learnability", selection="sample",
-        keep_fraction=0.5, temperature=1.0, super_batch_size=128, num_steps=3000,
-        eval_every=250, reference_path=None, online_reference=False, optimizer_fn=make_optimizer,
-        jit_compile=True, seed=0, verbose=2):  # fmt: skip
+def run(
+    model_dir,
+    task=gin.REQUIRED,
+    mode="train",
+    policy="learnability",
+    selection="sample",
+    keep_fraction=0.5,
+    temperature=1.0,
+    super_batch_size=128,
+    num_steps=3000,
+    eval_every=250,
+    reference_path=None,
+    online_reference=False,
+    optimizer_fn=make_optimizer,
+    jit_compile=True,
+    seed=0,
+    verbose=2,
+    checkpoint_every=None,
+    deterministic=False,
+    selection_log_every=None,
+    write_report=True,
+    strategy="one_device",
+    selection_scope="global",
+):
     """Trains the reference (mode "reference") or a learner (mode "train").
 
     The learner run writes into `model_dir`: `metrics.json` (the evaluated
@@ -141,11 +205,27 @@ def run(model_dir, task=gin.REQUIRED, mode="train", policy="learnability", selec
         jit_compile: XLA-compile the train step (one device).
         seed: Seed of weights, data order and sampling.
         verbose: Keras fit verbosity.
+        checkpoint_every: Steps between checkpoints in `model_dir/checkpoints`
+            (default `eval_every`); one is also taken at the end. Rerunning the
+            same command resumes from the latest (`active_keras.checkpointing`).
+        deterministic: `tf.config.experimental.enable_op_determinism()`: the
+            same seed then gives the same run on GPUs too (slower; CPU runs
+            are repeatable without it).
+        selection_log_every: Steps between records of `model_dir/selection_log`
+            (`active_keras.selection_log`; default `eval_every`, 0 for none).
+        write_report: Render `model_dir/report/index.html` at the end
+            (`active_keras.report`).
+        strategy: "one_device" (no tf.distribute scope, so the whole step can be
+            XLA-compiled), "mirrored", "multi_worker_mirrored" or "tpu"
+            (`distribute.make_strategy`; bind `make_strategy.tpu_address`).
+        selection_scope: "global" or "local" selection across replicas.
 
     Returns:
         The curve: a list of dicts, one per evaluation.
     """
     _writable_dir(model_dir)
+    if hasattr(task, "use_model_dir"):
+        task.use_model_dir(model_dir)  # E.g. ClipTask keeps its vocabulary there.
     if mode == "reference":
         train_reference(task, reference_path)
         write_operative_config(model_dir)
@@ -155,6 +235,60 @@ def run(model_dir, task=gin.REQUIRED, mode="train", policy="learnability", selec
     if num_steps % eval_every:
         raise ValueError(f"num_steps={num_steps} must be a multiple of eval_every={eval_every}.")
     policy = policies.get(policy)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+    dist = None if strategy == "one_device" else distribute.make_strategy(strategy)
+    with dist.scope() if dist else contextlib.nullcontext():
+        return _train(
+            model_dir,
+            task,
+            policy,
+            dist,
+            selection=selection,
+            keep_fraction=keep_fraction,
+            temperature=temperature,
+            super_batch_size=super_batch_size,
+            num_steps=num_steps,
+            eval_every=eval_every,
+            reference_path=reference_path,
+            online_reference=online_reference,
+            optimizer_fn=optimizer_fn,
+            jit_compile=jit_compile,
+            seed=seed,
+            verbose=verbose,
+            checkpoint_every=checkpoint_every,
+            selection_log_every=selection_log_every,
+            write_report=write_report,
+            selection_scope=selection_scope,
+        )
+
+
+def _train(
+    model_dir,
+    task,
+    policy,
+    dist,
+    *,
+    selection,
+    keep_fraction,
+    temperature,
+    super_batch_size,
+    num_steps,
+    eval_every,
+    reference_path,
+    online_reference,
+    optimizer_fn,
+    jit_compile,
+    seed,
+    verbose,
+    checkpoint_every,
+    selection_log_every,
+    write_report,
+    selection_scope,
+):
+    """The learner run of `run()`, inside the strategy's scope when there is one."""
+    # Under multi-worker training every worker runs this; only the chief writes shared files.
+    chief = dist is None or dist.extended.should_checkpoint
     needs_reference = "reference" in policy.requires or online_reference
     if online_reference:
         reference = task.build_small(name="reference")
@@ -162,40 +296,99 @@ def run(model_dir, task=gin.REQUIRED, mode="train", policy="learnability", selec
         reference = load_or_train_reference(task, reference_path)
     else:
         reference = None
-
     keras.utils.set_random_seed(seed)
     learner = task.build_learner()
     actor = task.build_small(name="actor") if "actor" in policy.requires else None
     model = ActiveLearner(
-        learner, reference=reference, actor=actor, policy=policy, selection=selection,
-        keep_fraction=keep_fraction, temperature=temperature,
-        super_batch_size=super_batch_size, online_reference=online_reference,
-        example_loss=task.example_loss, seed=seed,
-    )  # fmt: skip
-    model.compile(optimizer=optimizer_fn(num_steps=num_steps), loss=task.loss(),
-                  metrics=task.metrics(), jit_compile=jit_compile)  # fmt: skip
+        learner,
+        reference=reference,
+        actor=actor,
+        policy=policy,
+        selection=selection,
+        keep_fraction=keep_fraction,
+        temperature=temperature,
+        super_batch_size=super_batch_size,
+        online_reference=online_reference,
+        example_loss=task.example_loss,
+        selection_scope=selection_scope,
+        seed=seed,
+    )
+    model.compile(
+        optimizer=optimizer_fn(num_steps=num_steps),
+        loss=task.loss(),
+        metrics=task.metrics(),
+        jit_compile=jit_compile,
+    )
     ledger = flops.FlopLedger.for_learner(model, super_batch_size)
     facts = {
-        "policy": policy.name, "selection": selection, "keep_fraction": keep_fraction,
-        "temperature": temperature, "super_batch_size": super_batch_size,
-        "sub_batch_size": ledger.sub_batch_size, "forward_flops_per_example": ledger.flops,
-        "predicted_step_cost_vs_uniform": ledger.overhead(), "seed": seed,
-    }  # fmt: skip
+        "policy": policy.name,
+        "selection": selection,
+        "keep_fraction": keep_fraction,
+        "temperature": temperature,
+        "super_batch_size": super_batch_size,
+        "sub_batch_size": ledger.sub_batch_size,
+        "forward_flops_per_example": ledger.flops,
+        "predicted_step_cost_vs_uniform": ledger.overhead(),
+        "seed": seed,
+    }
+    checkpointer = checkpointing.Checkpointer(
+        os.path.join(model_dir, "checkpoints"),
+        model,
+        every=checkpoint_every or eval_every,
+        total_steps=num_steps,
+        facts=facts,
+        element_spec=checkpointing.train_dataset(task, super_batch_size, seed, 0).element_spec,
+    )
+    start, curve = checkpointer.restore()  # (0, []) unless resuming.
     curve_logger = callbacks_lib.CurveLogger(
-        task, ledger, eval_every, os.path.join(model_dir, "metrics.json"),
-        summary_dir=os.path.join(model_dir, "tb", "eval"), extra=facts,
-    )  # fmt: skip
-    train_ds = task.dataset("train", super_batch_size, shuffle=True, repeat=True, seed=seed)
+        task,
+        ledger,
+        eval_every,
+        os.path.join(model_dir, "metrics.json"),
+        summary_dir=os.path.join(model_dir, "tb", "eval"),
+        curve=curve,
+        extra=facts,
+        initial_step=start,
+    )
+    checkpointer.track_curve(lambda: curve_logger.curve)
     write_operative_config(model_dir)
-    model.fit(
-        train_ds, epochs=num_steps // eval_every, steps_per_epoch=eval_every, verbose=verbose,
-        callbacks=[
-            callbacks_lib.StopOnNaN(), curve_logger,
-            keras.callbacks.TensorBoard(os.path.join(model_dir, "tb"), write_graph=False),
-        ],
-    )  # fmt: skip
+    callbacks = [
+        callbacks_lib.StopOnNaN(initial_step=start),  # First: a NaN step is never checkpointed.
+        curve_logger,
+        checkpointer,  # After the logger: a checkpoint holds its step's evaluation.
+        keras.callbacks.TensorBoard(os.path.join(model_dir, "tb"), write_graph=False),
+    ]
+    if selection_log_every != 0:
+        log_dir = os.path.join(model_dir, "selection_log")
+        every = selection_log_every or eval_every
+        callbacks.append(selection_log.SelectionLogger(task, log_dir, every))
+    segments = checkpointing.segments(start, num_steps, eval_every)
+    for segment in segments:
+
+        def data(start=segment.start_step):
+            return checkpointing.train_dataset(task, super_batch_size, seed, start)
+
+        model.fit(
+            distribute.shard_global_batches(dist, data, super_batch_size) if dist else data(),
+            initial_epoch=segment.initial_epoch,
+            epochs=segment.epochs,
+            steps_per_epoch=segment.steps_per_epoch,
+            verbose=verbose,
+            callbacks=callbacks,
+        )
+    if not segments:
+        curve_logger.write()  # Finished before: rewrite the outputs from the last checkpoint.
+    if not chief:
+        task_id = dist.cluster_resolver.task_id
+        learner.save(os.path.join(model_dir, f"learner.worker{task_id}.keras"))
+        return curve_logger.curve
     learner.save(os.path.join(model_dir, "learner.keras"))
     write_operative_config(model_dir)
+    if write_report:
+        try:
+            print(f"report: {report.write_report(model_dir)}", flush=True)
+        except Exception as e:  # noqa: BLE001 - the trained run is saved; a figure must not fail it.
+            print(f"warning: the report could not be written: {e!r}", file=sys.stderr, flush=True)
     return curve_logger.curve
 
 
@@ -203,4 +396,3 @@ def summarize(curve, metric="test_accuracy"):
     """Best value of `metric` on a curve and where it was reached."""
     best = max(curve, key=lambda p: p[metric])
     return {"best": best[metric], "best_step": best["step"], "final": curve[-1][metric]}
-

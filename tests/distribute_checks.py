@@ -51,8 +51,17 @@ def _dataset():
     return _DATA.dataset("train", GLOBAL_B, shuffle=False, repeat=True)
 
 
-def _train(strategy, policy="learnability", selection="topk", scope="global", steps=STEPS,
-           selector=None, jit_scoring=False, seed=3, data=None):  # fmt: skip
+def _train(
+    strategy,
+    policy="learnability",
+    selection="topk",
+    scope="global",
+    steps=STEPS,
+    selector=None,
+    jit_scoring=False,
+    seed=3,
+    data=None,
+):
     """Fits `steps` steps from fixed initial weights; returns (model, learner+actor weights)."""
     with strategy.scope():
         models = _architectures()
@@ -129,8 +138,10 @@ def check_global_sample():
     _, one, _ = _train(_one_device(), selection="sample")
     strategy = _mirrored()
     model, mirrored, _ = _train(strategy, selection="sample", scope="global")
-    states = [v.numpy().tolist() for v in strategy.experimental_local_results(
-        model.seed_generator.state.value)]  # fmt: skip
+    states = [
+        v.numpy().tolist()
+        for v in strategy.experimental_local_results(model.seed_generator.state.value)
+    ]
 
     def selections(scope):
         model.selection_scope = scope
@@ -185,8 +196,10 @@ def check_policies(scope):
     for policy in ("uniform", "hard_learner", "easy_reference", "learnability", "rho_loss"):
         assert policy in policies.names()
         _, weights, hist = _train(_mirrored(), policy, selection="sample", scope=scope, steps=2)
-        out[policy] = {"loss": hist["loss"][-1], "finite": bool(np.all(
-            [np.isfinite(w).all() for w in weights]))}  # fmt: skip
+        out[policy] = {
+            "loss": hist["loss"][-1],
+            "finite": bool(np.all([np.isfinite(w).all() for w in weights])),
+        }
     return out
 
 
@@ -197,8 +210,7 @@ def check_distributed_input():
     batch = next(iter(train))
     shapes = [list(t.shape) for t in strategy.experimental_local_results(batch[0])]
     model, weights, hist = _train(strategy, scope="global", data=train, steps=2)
-    return {"per_replica_shapes": shapes, "loss": hist["loss"][-1],
-            "metrics": sorted(hist)}  # fmt: skip
+    return {"per_replica_shapes": shapes, "loss": hist["loss"][-1], "metrics": sorted(hist)}
 
 
 CHECKS = {

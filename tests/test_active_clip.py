@@ -31,11 +31,21 @@ def tiny(name, **kw):
 def test_fit_two_steps(selection, mode):
     learner = tiny("learner", width=48, embed_dim=32)
     reference = tiny("reference")
-    model = ActiveLearner(learner=learner, reference=reference, policy="learnability",
-                          example_loss=losses.negative_dot, selection=selection,
-                          keep_fraction=0.5, seed=0)  # fmt: skip
-    model.compile(optimizer="adam", loss=losses.SigLipLoss(), run_eagerly=mode == "eager",
-                  jit_compile=mode == "jit")  # fmt: skip
+    model = ActiveLearner(
+        learner=learner,
+        reference=reference,
+        policy="learnability",
+        example_loss=losses.negative_dot,
+        selection=selection,
+        keep_fraction=0.5,
+        seed=0,
+    )
+    model.compile(
+        optimizer="adam",
+        loss=losses.SigLipLoss(),
+        run_eagerly=mode == "eager",
+        jit_compile=mode == "jit",
+    )
     before = [w.numpy().copy() for w in learner.trainable_weights]
     ref_before = [w.numpy().copy() for w in reference.weights]
     history = model.fit(super_batches(), epochs=1, verbose=0)
@@ -67,12 +77,17 @@ def test_evaluate_returns_metrics_in_range():
     model = tiny("learner")
     x, y, _ = next(iter(super_batches()))
     tok = lambda texts: np.tile(np.array([[2, 5, 3, 0, 0, 0]], np.int32), (len(texts), 1))  # noqa: E731
-    metrics = clip_eval.evaluate_arrays(model, x["image"], x["tokens"], y, tok,
-                                        ["a", "b", "c"], batch_size=3)  # fmt: skip
+    metrics = clip_eval.evaluate_arrays(
+        model, x["image"], x["tokens"], y, tok, ["a", "b", "c"], batch_size=3
+    )
     assert set(metrics) == {
-        "zero_shot_accuracy", "image_to_text_recall@1", "image_to_text_recall@5",
-        "text_to_image_recall@1", "text_to_image_recall@5", "num_examples",
-    }  # fmt: skip
+        "zero_shot_accuracy",
+        "image_to_text_recall@1",
+        "image_to_text_recall@5",
+        "text_to_image_recall@1",
+        "text_to_image_recall@5",
+        "num_examples",
+    }
     assert metrics["num_examples"] == B
     assert all(0.0 <= v <= 1.0 for k, v in metrics.items() if k != "num_examples")
     assert metrics["image_to_text_recall@1"] <= metrics["image_to_text_recall@5"]

@@ -44,8 +44,9 @@ def _toy_data(n=64, dim=6, batch=16, corrupted=True, seed=0):
 
 
 def _compile(model, mode, lr=0.1):
-    model.compile(optimizer=keras.optimizers.SGD(lr), loss=LOSS, metrics=["accuracy"],
-                  **MODES[mode])  # fmt: skip
+    model.compile(
+        optimizer=keras.optimizers.SGD(lr), loss=LOSS, metrics=["accuracy"], **MODES[mode]
+    )
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -59,12 +60,16 @@ def test_learner_sees_only_the_selected_examples(mode):
     ref_kernel = np.stack([-np.arange(n, dtype="float32"), np.zeros(n, "float32")], 1)
     reference = _dense(n, 2, "reference", ref_kernel)
     learner = _dense(n, 2, "learner", np.zeros((n, 2), "float32"))
-    model = ActiveLearner(learner, reference, policy="easy_reference", selection="topk",
-                          keep_fraction=b / n)  # fmt: skip
+    model = ActiveLearner(
+        learner, reference, policy="easy_reference", selection="topk", keep_fraction=b / n
+    )
     _compile(model, mode)
     order = np.random.default_rng(0).permutation(n)  # The batch order must not matter.
-    model.fit(tf.data.Dataset.from_tensor_slices((x[order], y[order])).batch(n, drop_remainder=True), epochs=1,
-              verbose=0)  # fmt: skip
+    model.fit(
+        tf.data.Dataset.from_tensor_slices((x[order], y[order])).batch(n, drop_remainder=True),
+        epochs=1,
+        verbose=0,
+    )
     moved = np.flatnonzero(np.abs(learner.layers[0].kernel.numpy()).sum(1) > 0)
     np.testing.assert_array_equal(moved, np.arange(b))
 
@@ -81,10 +86,13 @@ def test_reference_frozen_actor_trains(mode, selection):
     history = model.fit(_toy_data(), steps_per_epoch=3, epochs=1, verbose=0)
     for before, w in zip(ref_before, reference.weights, strict=True):
         np.testing.assert_array_equal(before, w.numpy())
-    assert any(not np.allclose(a, w.numpy()) for a, w in zip(actor_before, model.actor.weights,
-                                                             strict=True))  # fmt: skip
-    assert any(not np.allclose(a, w.numpy()) for a, w in zip(learner_before, learner.weights,
-                                                             strict=True))  # fmt: skip
+    assert any(
+        not np.allclose(a, w.numpy())
+        for a, w in zip(actor_before, model.actor.weights, strict=True)
+    )
+    assert any(
+        not np.allclose(a, w.numpy()) for a, w in zip(learner_before, learner.weights, strict=True)
+    )
     assert model.optimizer.iterations.numpy() == 3
     assert model.actor_optimizer.iterations.numpy() == 3
     logs = history.history
@@ -127,15 +135,18 @@ def test_learner_saves_alone(tmp_path):
     model.learner.save(path)
     loaded = keras.models.load_model(path)
     x = np.ones((2, 6), "float32")
-    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.learner.predict(x, verbose=0),
-                               rtol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(
+        loaded.predict(x, verbose=0), model.learner.predict(x, verbose=0), rtol=1e-5
+    )
 
 
-@pytest.mark.parametrize("policy", ["uniform", "hard_learner", "easy_reference", "learnability",
-                                    "rho_loss"])  # fmt: skip
+@pytest.mark.parametrize(
+    "policy", ["uniform", "hard_learner", "easy_reference", "learnability", "rho_loss"]
+)
 def test_every_policy_trains_under_xla(policy):
-    model = ActiveLearner(_mlp(6, "learner"), _mlp(6, "reference"), policy=policy,
-                          selection="sample", seed=1)  # fmt: skip
+    model = ActiveLearner(
+        _mlp(6, "learner"), _mlp(6, "reference"), policy=policy, selection="sample", seed=1
+    )
     _compile(model, "jit")
     history = model.fit(_toy_data(corrupted=False), steps_per_epoch=2, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
@@ -149,8 +160,9 @@ def test_online_reference_trains_on_the_whole_super_batch():
     _compile(model, "graph", lr=0.05)
     before = [w.numpy().copy() for w in reference.weights]
     model.fit(_toy_data(), steps_per_epoch=2, epochs=1, verbose=0)
-    assert any(not np.allclose(a, w.numpy()) for a, w in zip(before, reference.weights,
-                                                             strict=True))  # fmt: skip
+    assert any(
+        not np.allclose(a, w.numpy()) for a, w in zip(before, reference.weights, strict=True)
+    )
     assert model.reference_optimizer.learning_rate.numpy() == pytest.approx(0.1)  # 2x the actor's
     assert model.reference_optimizer.iterations.numpy() == 2
 

@@ -32,14 +32,24 @@ def _cli(tmp_path, *args, bindings=TINY):
     ref = os.path.join(tmp_path, "reference.keras")
     cmd = [sys.executable, "-m", "active_keras.main", *args]
     cmd += [f"--gin_bindings={b}" for b in bindings + [f"run.reference_path = '{ref}'"]]
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
-                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))  # fmt: skip
+    return subprocess.run(
+        cmd,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+    )
 
 
 def test_tiny_classact_run_with_uniform_comparison(tmp_path):
     model_dir = os.path.join(tmp_path, "run")
-    proc = _cli(tmp_path, "--gin_file=gin/classact.gin", "--compare_with=gin/uniform.gin",
-                f"--model_dir={model_dir}")  # fmt: skip
+    proc = _cli(
+        tmp_path,
+        "--gin_file=gin/classact.gin",
+        "--compare_with=gin/uniform.gin",
+        f"--model_dir={model_dir}",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Comparison" in proc.stdout and "update speedup" in proc.stdout
     with open(os.path.join(model_dir, "metrics.json")) as f:
@@ -47,12 +57,21 @@ def test_tiny_classact_run_with_uniform_comparison(tmp_path):
     curve = metrics["curve"]
     assert [p["step"] for p in curve] == [0, 6, 12]
     point = curve[-1]
-    for key in ("learner_updates", "examples_drawn", "examples_trained", "learner_flops",
-                "actor_flops", "reference_flops", "total_flops", "test_accuracy"):  # fmt: skip
+    for key in (
+        "learner_updates",
+        "examples_drawn",
+        "examples_trained",
+        "learner_flops",
+        "actor_flops",
+        "reference_flops",
+        "total_flops",
+        "test_accuracy",
+    ):
         assert key in point
     assert point["examples_drawn"] == 12 * 32 and point["examples_trained"] == 12 * 16
-    assert point["total_flops"] == sum(point[f"{m}_flops"] for m in ("learner", "actor",
-                                                                      "reference"))  # fmt: skip
+    assert point["total_flops"] == sum(
+        point[f"{m}_flops"] for m in ("learner", "actor", "reference")
+    )
     assert 0 <= point["train_selected_corrupted"] <= 1
     assert metrics["policy"] == "learnability"
     with open(os.path.join(model_dir, "operative_config.gin")) as f:
@@ -66,8 +85,12 @@ def test_tiny_classact_run_with_uniform_comparison(tmp_path):
 
 
 def test_bad_gin_binding_is_named(tmp_path):
-    proc = _cli(tmp_path, "--gin_file=gin/classact.gin", f"--model_dir={tmp_path}/x",
-                bindings=["run.num_stepz = 3"])  # fmt: skip
+    proc = _cli(
+        tmp_path,
+        "--gin_file=gin/classact.gin",
+        f"--model_dir={tmp_path}/x",
+        bindings=["run.num_stepz = 3"],
+    )
     assert proc.returncode == 1
     assert "Bad gin binding 'run.num_stepz = 3'" in proc.stderr
 
@@ -102,8 +125,11 @@ def test_missing_data_package_error_says_how_to_install(tmp_path):
 
 
 def test_nan_loss_stops_the_cli_naming_the_step(tmp_path):
-    proc = _cli(tmp_path, "--gin_file=gin/uniform.gin", f"--model_dir={tmp_path}/nan",
-                bindings=TINY + ["make_optimizer.learning_rate = 1e12",
-                                 "make_optimizer.name = 'sgd'"])  # fmt: skip
+    proc = _cli(
+        tmp_path,
+        "--gin_file=gin/uniform.gin",
+        f"--model_dir={tmp_path}/nan",
+        bindings=TINY + ["make_optimizer.learning_rate = 1e12", "make_optimizer.name = 'sgd'"],
+    )
     assert proc.returncode == 1, proc.stdout[-2000:]
     assert "error: The loss is" in proc.stderr and "at step" in proc.stderr

@@ -20,8 +20,9 @@ def task(tmp_path):
         pixels = rng.integers(0, 255, (12, 12, 4)).astype(np.uint8)
         Image.fromarray(pixels, "RGBA").save(folder / f"{word}_{i}.png")
     data = OpenClipArt(root=str(tmp_path / "png"), image_size=16)
-    return ClipTask(data=data, vocab_dir=str(tmp_path / "run"), sequence_length=8,
-                    image_encoder="cnn")  # fmt: skip
+    return ClipTask(
+        data=data, vocab_dir=str(tmp_path / "run"), sequence_length=8, image_encoder="cnn"
+    )
 
 
 def test_vocab_saved_and_models_checked(task, tmp_path):

@@ -133,12 +133,18 @@ def test_multi_worker_mirrored_workers_agree(tmp_path):
         config = {"cluster": cluster, "task": {"type": "worker", "index": index}}
         procs.append(
             subprocess.Popen(
-                [sys.executable, os.path.join(HERE, "multi_worker_worker.py"),
-                 "--out", str(tmp_path / f"worker{index}.npz")],
+                [
+                    sys.executable,
+                    os.path.join(HERE, "multi_worker_worker.py"),
+                    "--out",
+                    str(tmp_path / f"worker{index}.npz"),
+                ],
                 env={**os.environ, "TF_CONFIG": json.dumps(config), "TF_CPP_MIN_LOG_LEVEL": "2"},
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
             )
-        )  # fmt: skip
+        )
     try:
         logs = [p.communicate(timeout=300)[0] for p in procs]
     finally:

@@ -30,8 +30,9 @@ def test_ledger_follows_the_method_formula():
         "actor": f_a * big_b + 3 * f_a * b,
         "reference": f_a * big_b,
     }
-    assert ledger.overhead() == pytest.approx((3 * f_l * b + 2 * f_a * big_b + 3 * f_a * b)
-                                              / (3 * f_l * b))  # fmt: skip
+    assert ledger.overhead() == pytest.approx(
+        (3 * f_l * b + 2 * f_a * big_b + 3 * f_a * b) / (3 * f_l * b)
+    )
     totals = ledger.totals(10)
     assert totals["total_flops"] == 10 * sum(ledger.per_step().values())
 
@@ -49,3 +50,22 @@ def test_rho_loss_scores_with_a_learner_pass_over_the_super_batch():
     cost = flops.FlopLedger.for_learner(model, super_batch_size=32).per_step()
     f_l = flops.forward_flops(learner)
     assert cost["learner"] == f_l * 32 + 3 * f_l * 16
+
+
+def test_forward_flops_of_a_dict_input_clip_model():
+    from active_keras.models import clip
+
+    small = clip.build_clip(50, "tiny", image_size=16, sequence_length=6, image_encoder="cnn")
+    big = clip.build_clip(50, "tiny", 16, 6, image_encoder="cnn", name="learner", width=64)
+    f_small, f_big = flops.forward_flops(small), flops.forward_flops(big)
+    assert 0 < f_small < f_big
+    ledger = flops.FlopLedger.for_learner(
+        ActiveLearner(big, small, policy="learnability"), super_batch_size=8
+    )
+    assert ledger.flops == {"learner": f_big, "actor": f_small, "reference": f_small}
+
+
+def test_forward_flops_of_a_two_input_list_model():
+    a, b = keras.Input((3,)), keras.Input((2,))
+    model = keras.Model([a, b], keras.layers.Dense(1)(keras.layers.Concatenate()([a, b])))
+    assert flops.forward_flops(model) == 2 * 5 * 1 + 1

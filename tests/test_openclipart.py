@@ -15,17 +15,14 @@ installed = pytest.mark.skipif(
 )
 
 REAL_CAPTIONS = {
-    "signs_and_symbols/flags/europe/germany/germany_saxony.png":
-        "signs and symbols flags europe germany germany saxony",
-    "special/patterns/pattern-arches-intersecting-1.png":
-        "special patterns pattern arches intersecting",
+    "signs_and_symbols/flags/europe/germany/germany_saxony.png": "signs and symbols flags europe germany germany saxony",
+    "special/patterns/pattern-arches-intersecting-1.png": "special patterns pattern arches intersecting",
     "plants/flowers/flower1_juliane_krug_01.png": "plants flowers flower1 juliane krug",
-    "people/clothing/hats/hat_-_clothing_nicu_bucu_05.png":
-        "people clothing hats hat clothing nicu bucu",
+    "people/clothing/hats/hat_-_clothing_nicu_bucu_05.png": "people clothing hats hat clothing nicu bucu",
     "tools/forchettoni_da_grigliat_01.png": "tools forchettoni da grigliat",
     "unsorted/Traslocatore03.png": "unsorted traslocatore",
     "unsorted/Tacchino_di_Natale.png": "unsorted tacchino di natale",
-}  # fmt: skip
+}
 
 
 @installed
@@ -101,8 +98,9 @@ def folder(tmp_path):
 
 
 def test_corrupt_files_are_skipped_and_counted(folder):
-    data = oc.OpenClipArt(root=str(folder), image_size=8, max_pixels=1000,
-                          heldout_fraction=0.0, test_fraction=0.0)  # fmt: skip
+    data = oc.OpenClipArt(
+        root=str(folder), image_size=8, max_pixels=1000, heldout_fraction=0.0, test_fraction=0.0
+    )
     assert data.skipped == {"corrupt": 2, "too_large": 1}
     assert data.num_skipped == 3
     assert sorted(os.path.basename(p) for p in data.skipped_paths["corrupt"]) == [
@@ -120,8 +118,9 @@ def test_corrupt_files_are_skipped_and_counted(folder):
     def tokenizer(texts):
         return np.ones([len(texts), 4], np.int32)
 
-    batches = list(data.dataset("train", tokenizer, batch_size=2, repeat=False,
-                                drop_remainder=False))  # fmt: skip
+    batches = list(
+        data.dataset("train", tokenizer, batch_size=2, repeat=False, drop_remainder=False)
+    )
     assert sum(len(y) for _, y, _ in batches) == 3  # Every good file, no crash.
     x, y, meta = batches[0]
     assert x["image"].shape == (2, 8, 8, 3) and x["image"].dtype == tf.float32

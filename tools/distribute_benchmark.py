@@ -1,8 +1,8 @@
 """Steps per second of `ActiveLearner` on one device vs two replicas (informational).
 
 Splits the CPU into two logical devices and times `fit()` on Fashion-MNIST
-(learnability, Gumbel sampling, global super-batch 256, b = 128) with
-`OneDeviceStrategy` and with `MirroredStrategy` over both logical devices
+(learnability, Gumbel sampling, global super-batch 256, b = 128) without a
+strategy, with `OneDeviceStrategy` and with `MirroredStrategy` over both logical devices
 (local and global selection, with and without XLA scoring). On one machine the
 two logical CPU devices share the same cores, so this measures the overhead of
 replication and of the all-gather, not a speed-up; run it on several GPUs for
@@ -38,16 +38,29 @@ from active_keras.models import cnn  # noqa: E402
 
 
 def run(strategy_name, scope, jit_scoring, data, super_batch, steps, warmup):
-    strategy = distribute.make_strategy(strategy_name, devices=["/cpu:0"] if strategy_name ==
-                                        "one_device" else None)  # fmt: skip
-    train = distribute.classification_super_batches(strategy, data, super_batch)
+    if strategy_name == "default":  # No strategy at all: Keras's usual path.
+        strategy = tf.distribute.get_strategy()
+        train = data.train_dataset(super_batch)
+    else:
+        strategy = distribute.make_strategy(
+            strategy_name, devices=["/cpu:0"] if strategy_name == "one_device" else None
+        )
+        train = distribute.classification_super_batches(strategy, data, super_batch)
     with strategy.scope():
         keras.utils.set_random_seed(0)
         learner = cnn.cnn_classifier(data.input_shape, 10, widths=(32, 64), dense_units=128)
-        reference = cnn.cnn_classifier(data.input_shape, 10, widths=(8, 16), dense_units=32,
-                                       name="reference")  # fmt: skip
-        model = ActiveLearner(learner, reference, policy="learnability", selection="sample",
-                              selection_scope=scope, jit_scoring=jit_scoring, seed=0)  # fmt: skip
+        reference = cnn.cnn_classifier(
+            data.input_shape, 10, widths=(8, 16), dense_units=32, name="reference"
+        )
+        model = ActiveLearner(
+            learner,
+            reference,
+            policy="learnability",
+            selection="sample",
+            selection_scope=scope,
+            jit_scoring=jit_scoring,
+            seed=0,
+        )
         model.compile(
             optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         )
@@ -75,12 +88,13 @@ def main():
     args = parser.parse_args()
     data = ImageClassificationData("fashion_mnist")
     configs = [
+        ("default", "local", False),
         ("one_device", "local", False),
         ("mirrored", "local", False),
         ("mirrored", "global", False),
         ("mirrored", "global", True),
     ]
-    results = []
+    results, load_before = [], os.getloadavg()
     for name, scope, jit in configs:
         results.append(run(name, scope, jit, data, args.super_batch, args.steps, args.warmup))
         print(json.dumps(results[-1]))
@@ -93,12 +107,14 @@ def main():
         "reference_and_actor": "cnn widths=(8, 16) dense=32",
         "policy": "learnability, Gumbel sampling",
         "devices": "two logical CPU devices sharing the same physical cores",
+        # Other jobs on a shared machine skew the timings: the 1-min load averages.
+        "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
         "machine": {
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
             "tensorflow": tf.__version__,
             "keras": keras.__version__,
-        },  # fmt: skip
+        },
         "results": results,
     }
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)

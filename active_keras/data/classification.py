@@ -13,10 +13,10 @@ for images, labels, meta in data.train_dataset(batch_size=128).take(1):
 
 import dataclasses
 
+import gin
 import numpy as np
 import tensorflow as tf
 
-import gin
 from active_keras.data import fashion_mnist, validation
 from active_keras.data.label_noise import corrupt_labels
 
@@ -93,10 +93,17 @@ class ImageClassificationData:
         data_dir: Where the source's files are (default: its Debian package's folder).
     """
 
-    def __init__(self, name="fashion_mnist", label_noise=0.0, heldout_size=10000,
-                 train_size=None, seed=0, data_dir=None):  # fmt: skip
+    def __init__(
+        self,
+        name="fashion_mnist",
+        label_noise=0.0,
+        heldout_size=10000,
+        train_size=None,
+        seed=0,
+        data_dir=None,
+    ):
         if name.startswith("tfds:"):
-            loader, self.num_classes, self.class_names = _tfds_source(name[len("tfds:"):])
+            loader, self.num_classes, self.class_names = _tfds_source(name[len("tfds:") :])
         elif name in SOURCES:
             loader, self.num_classes, self.class_names = SOURCES[name]
         else:
@@ -125,18 +132,34 @@ class ImageClassificationData:
             "train": Split(images[train], noisy, corrupted, train.astype(np.int64)),
             "heldout": Split(
                 images[held], labels[held], np.zeros(len(held), bool), held.astype(np.int64)
-            ),  # fmt: skip
+            ),
             "test": Split(
                 test_images,
                 test_labels,
                 np.zeros(len(test_labels), bool),
                 np.arange(len(test_labels), dtype=np.int64) + len(labels),
-            ),  # fmt: skip
+            ),
         }
 
-    def dataset(self, split, batch_size, *, shuffle=False, repeat=False, seed=0,
-                drop_remainder=None):  # fmt: skip
+    def dataset(
+        self,
+        split,
+        batch_size,
+        *,
+        shuffle=False,
+        repeat=False,
+        seed=0,
+        drop_remainder=None,
+        start_batch=0,
+    ):
         """A `tf.data.Dataset` of `(image float32 in [0, 1], label, metadata)` batches.
+
+        With `shuffle` and `repeat` (training), the order is a pure function of
+        `(seed, position)`: example `i` of the endless stream is entry
+        `index_shuffle(i % N, seed=(seed, i // N))` of the split, a fresh
+        permutation for every pass. Batch `s` therefore does not depend on how
+        the stream was read before, and `start_batch=s` starts there at no cost
+        (how a resumed run continues exactly).
 
         Args:
             split: "train", "heldout" or "test".
@@ -145,23 +168,56 @@ class ImageClassificationData:
             repeat: Repeat forever.
             seed: Shuffle seed.
             drop_remainder: Defaults to `repeat` (training needs static shapes).
+            start_batch: Index of the first batch to give.
         """
         data = self.splits[split]
-        ds = tf.data.Dataset.from_tensor_slices(
-            (data.images, data.labels, {"corrupted": data.corrupted, "example_id": data.ids})
-        )
-        if shuffle:
-            ds = ds.shuffle(len(data), seed=seed, reshuffle_each_iteration=True)
-        if repeat:
-            ds = ds.repeat()
-        ds = ds.batch(
-            batch_size, drop_remainder=repeat if drop_remainder is None else drop_remainder
-        )
+        if shuffle and repeat:
+            ds = self._stateless_stream(data, batch_size, seed, start_batch)
+        else:
+            ds = tf.data.Dataset.from_tensor_slices(
+                (data.images, data.labels, {"corrupted": data.corrupted, "example_id": data.ids})
+            )
+            if shuffle:
+                ds = ds.shuffle(len(data), seed=seed, reshuffle_each_iteration=True)
+            if repeat:
+                ds = ds.repeat()
+            ds = ds.batch(
+                batch_size, drop_remainder=repeat if drop_remainder is None else drop_remainder
+            )
+            if start_batch:
+                ds = ds.skip(start_batch)
         ds = ds.map(
             lambda x, y, m: (tf.cast(x, tf.float32) / 255.0, y, m),
-            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
-        )  # fmt: skip
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
         return ds.prefetch(tf.data.AUTOTUNE)
+
+    @staticmethod
+    def _stateless_stream(data, batch_size, seed, start_batch):
+        """Endless shuffled batches; batch `s` is a function of `(seed, s)` alone."""
+        n = len(data)
+        images, labels = tf.constant(data.images), tf.constant(data.labels)
+        corrupted, ids = tf.constant(data.corrupted), tf.constant(data.ids)
+
+        def batch(step):
+            position = step * batch_size + tf.range(batch_size, dtype=tf.int64)
+            passes = position // n
+            # One permutation per pass over the data, keyed by (seed, pass). The raw
+            # op: `tf.random.experimental.index_shuffle` mis-pads `[n, 2]` seeds.
+            seeds = tf.stack([tf.fill([batch_size], tf.cast(seed, tf.int64)), passes], axis=1)
+            seeds = tf.pad(seeds, [[0, 0], [0, 1]])
+            index = tf.raw_ops.RandomIndexShuffle(
+                index=position % n, seed=seeds, max_index=tf.constant(n - 1, tf.int64), rounds=4
+            )
+            return (
+                tf.gather(images, index),
+                tf.gather(labels, index),
+                {"corrupted": tf.gather(corrupted, index), "example_id": tf.gather(ids, index)},
+            )
+
+        ds = tf.data.Dataset.range(start_batch, tf.int64.max)
+        return ds.map(batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
     def train_dataset(self, batch_size, seed=0):
         return self.dataset("train", batch_size, shuffle=True, repeat=True, seed=seed)

@@ -16,9 +16,17 @@ from active_keras.data.errors import MissingDataError
 DEFAULT_DIR = "/usr/share/datasets/fashion-mnist"
 DEBIAN_PACKAGE = "dataset-fashion-mnist"
 CLASS_NAMES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-)  # fmt: skip
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 _FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
@@ -41,8 +49,14 @@ def load_tfds(split, data_dir=None):
     """The same arrays from a locally prepared TFDS `fashion_mnist` (never downloads)."""
     import tensorflow_datasets as tfds
 
-    ds = tfds.load("fashion_mnist", split=split, data_dir=data_dir, download=False,
-                   batch_size=-1, as_supervised=True)  # fmt: skip
+    ds = tfds.load(
+        "fashion_mnist",
+        split=split,
+        data_dir=data_dir,
+        download=False,
+        batch_size=-1,
+        as_supervised=True,
+    )
     images, labels = tfds.as_numpy(ds)
     return images.astype(np.uint8), labels.astype(np.int32)
 

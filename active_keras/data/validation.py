@@ -31,13 +31,14 @@ def label_range_op(num_classes):
         # The assertion messages carry the offending label's value.
         checks = [
             tf.debugging.assert_less(
-                label, tf.cast(num_classes, label.dtype),
+                label,
+                tf.cast(num_classes, label.dtype),
                 message=f"Label outside the class range [0, {num_classes})",
             ),
             tf.debugging.assert_non_negative(
                 label, message=f"Label outside the class range [0, {num_classes})"
             ),
-        ]  # fmt: skip
+        ]
         with tf.control_dependencies(checks):
             label = tf.identity(label)
         return (image, label, *rest)

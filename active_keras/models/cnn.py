@@ -13,14 +13,14 @@ reference = cnn.cnn_classifier((28, 28, 1), 10, widths=(8, 16), dense_units=32)
 ```
 """
 
-import keras
-
 import gin
+import keras
 
 
 @gin.configurable
-def cnn_classifier(input_shape, num_classes, widths=(32, 64), dense_units=128, dropout=0.0,
-                   name="cnn"):  # fmt: skip
+def cnn_classifier(
+    input_shape, num_classes, widths=(32, 64), dense_units=128, dropout=0.0, name="cnn"
+):
     """Conv(3x3)+ReLU+MaxPool blocks, then a dense layer and logits.
 
     Args:

@@ -43,8 +43,13 @@ class ClassificationTask:
     example_loss = None  # Score with the compiled cross-entropy.
     primary_metric = "test_accuracy"
 
-    def __init__(self, data=None, learner_fn=cnn.cnn_classifier, small_fn=cnn.cnn_classifier,
-                 eval_batch_size=1000):  # fmt: skip
+    def __init__(
+        self,
+        data=None,
+        learner_fn=cnn.cnn_classifier,
+        small_fn=cnn.cnn_classifier,
+        eval_batch_size=1000,
+    ):
         self.data = data if data is not None else ImageClassificationData()
         self.learner_fn = learner_fn
         self.small_fn = small_fn
@@ -95,8 +100,9 @@ class ClassificationTask:
             @tf.function(jit_compile=True)
             def batch_stats(x, y):
                 logits = model(x, training=False)
-                correct = tf.reduce_sum(tf.cast(tf.argmax(logits, -1, output_type=y.dtype) == y,
-                                                tf.float32))  # fmt: skip
+                correct = tf.reduce_sum(
+                    tf.cast(tf.argmax(logits, -1, output_type=y.dtype) == y, tf.float32)
+                )
                 loss = tf.reduce_sum(tf.cast(loss_fn.call(y, logits), tf.float32))
                 return correct, loss
 

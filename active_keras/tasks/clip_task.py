@@ -14,11 +14,14 @@ print(task.evaluate(learner)["zero_shot_accuracy"])
 ```
 """
 
-import numpy as np
+import os
 
 import gin
+import numpy as np
+
 from active_keras import losses
-from active_keras.data.openclipart import OpenClipArt
+from active_keras.data import openclipart
+from active_keras.data.openclipart import PROMPT, OpenClipArt
 from active_keras.evaluation import clip_eval
 from active_keras.models import clip
 from active_keras.text import tokenizer as tokenizer_lib
@@ -30,36 +33,79 @@ class ClipTask:
 
     Args:
         data: An `OpenClipArt` (built with defaults if None).
-        vocab_dir: Where the tokenizer vocabulary is saved / reused (the run's
-            model directory); None learns it without saving.
+        vocab_dir: Where the tokenizer vocabulary is saved / reused; None: the
+            run's model directory (set by `train.run` through `use_model_dir`),
+            or, outside a run, learned without saving.
         vocab_size: Maximum WordPiece vocabulary size.
         sequence_length: Token length.
         loss_name: `"siglip"` or `"clip"`.
         learner_size: A `clip.SIZES` key for the learner.
         small_size: The same for the actor and the reference.
         image_encoder: `"vit"` or `"cnn"`.
+        patch_size: ViT patch side.
         reference_captions: Caption style of the held-out (reference) split:
             `"category"` (cleaner) or `"full"`.
         eval_batch_size: Batch size of evaluation.
+        prompt_template: Zero-shot prompt of a class, e.g. `"{}"` (the bare
+            category words, which is how training captions begin) or the CLIP
+            style default `"a clip art of {}"`, whose words captions never hold.
     """
 
     example_loss = staticmethod(losses.negative_dot)
     primary_metric = "zero_shot_accuracy"
 
-    def __init__(self, data=None, vocab_dir=None, vocab_size=2000, sequence_length=16,
-                 loss_name="siglip", learner_size="small", small_size="tiny",
-                 image_encoder="vit", reference_captions="full",
-                 eval_batch_size=256):  # fmt: skip
+    def __init__(
+        self,
+        data=None,
+        vocab_dir=None,
+        vocab_size=2000,
+        sequence_length=16,
+        loss_name="siglip",
+        learner_size="small",
+        small_size="tiny",
+        image_encoder="vit",
+        patch_size=8,
+        reference_captions="full",
+        eval_batch_size=256,
+        prompt_template=PROMPT,
+    ):
         self.data = data if data is not None else OpenClipArt()
-        self.tokenizer = tokenizer_lib.load_or_learn(
-            vocab_dir, self.data.captions("train"), vocab_size, sequence_length
-        )
+        self.vocab_dir = vocab_dir
+        self.vocab_size = vocab_size
+        self.sequence_length = sequence_length
+        self._tokenizer = None
         self.loss_name = loss_name
         self.learner_size = learner_size
         self.small_size = small_size
         self.image_encoder = image_encoder
+        self.patch_size = patch_size
         self.reference_captions = reference_captions
         self.eval_batch_size = eval_batch_size
+        self.prompt_template = prompt_template
+        if vocab_dir is not None:
+            self.tokenizer  # noqa: B018 - saves / checks the vocabulary now, as before.
+
+    @property
+    def tokenizer(self):
+        """The caption tokenizer: loaded from / learned into `vocab_dir` on first use."""
+        if self._tokenizer is None:
+            self._tokenizer = tokenizer_lib.load_or_learn(
+                self.vocab_dir, self.data.captions("train"), self.vocab_size, self.sequence_length
+            )
+        return self._tokenizer
+
+    def use_model_dir(self, model_dir):
+        """Hook of `train.run`: the run's vocabulary lives in its model directory.
+
+        Without a bound `vocab_dir` the vocabulary is loaded from (or learned
+        into) `model_dir/vocab.txt`. With one (a vocabulary shared by several
+        runs, learned once), it is read there and a copy is written to
+        `model_dir`, so every run directory holds the ids it trained with.
+        """
+        if self.vocab_dir is None:
+            self.vocab_dir = model_dir
+        if os.path.abspath(self.vocab_dir) != os.path.abspath(model_dir):
+            self.tokenizer.save(os.path.join(model_dir, tokenizer_lib.VOCAB_FILENAME))
 
     def dataset(self, split, batch_size, **kwargs):
         style = self.reference_captions if split == "heldout" else "full"
@@ -72,6 +118,7 @@ class ClipTask:
             image_size=self.data.image_size,
             sequence_length=self.tokenizer.sequence_length,
             image_encoder=self.image_encoder,
+            patch_size=self.patch_size,
             loss=self.loss_name,
             name=name,
         )
@@ -109,11 +156,21 @@ class ClipTask:
 
     def evaluate(self, model, split="test"):
         """Zero-shot category accuracy and retrieval recall@1/@5 on `split`."""
-        ds = self.dataset(split, self.eval_batch_size, shuffle=False, repeat=False,
-                          drop_remainder=False)  # fmt: skip
-        return clip_eval.evaluate(model, ds, self.tokenizer, self.data.prompts())
+        ds = self.dataset(
+            split, self.eval_batch_size, shuffle=False, repeat=False, drop_remainder=False
+        )
+        return clip_eval.evaluate(
+            model, ds, self.tokenizer, self.data.prompts(self.prompt_template)
+        )
 
     def describe_batch(self, x, y, metadata):
-        """Per-example facts for selection reports (the category label)."""
-        del x, metadata
-        return {"label": np.asarray(y)}
+        """Per-example facts for selection reports (the category label and the caption)."""
+        del x
+        facts = {"label": np.asarray(y)}
+        if "example_id" in metadata:
+            # Example ids are `index + split_number * 10**6` (OpenClipArt.dataset).
+            ids = np.asarray(metadata["example_id"]).reshape(-1)
+            splits = [openclipart.SPLITS[i] for i in ids // 10**6]
+            captions = {split: self.data.captions(split) for split in set(splits)}
+            facts["caption"] = [captions[s][i] for s, i in zip(splits, ids % 10**6, strict=True)]
+        return facts

@@ -1,0 +1,333 @@
+"""Checkpoints that resume an interrupted run exactly where its last checkpoint left it.
+
+A checkpoint (`tf.train.Checkpoint`, managed by `tf.train.CheckpointManager` in
+`MODEL_DIR/checkpoints`) holds everything the rest of the run depends on:
+
+- the learner's and the actor's variables (non-trainable ones and the dropout
+  seed states included), and the reference's only when it trains online;
+- every optimizer's variables (learner, actor, online reference), iterations
+  and loss scale included;
+- the sampling `SeedGenerator` state of the `ActiveLearner`;
+- the step counter, which is also the data position: the training data order is
+  a pure function of (seed, step) (see `ImageClassificationData.dataset`), so a
+  resumed run starts its dataset at that step, without reading what came before;
+- the fit metrics of a half-done evaluation interval (restored after Keras
+  resets them at the start of the first resumed epoch);
+- the metric curve so far (JSON), which also gives the FLOP ledger's position.
+
+The frozen reference is *not* in checkpoints: it is loaded from its own file
+(`run.reference_path`), as `ActiveLearner` keeps it out of Keras tracking.
+
+Writes are atomic (the manager renames its state file after the data is on
+disk), so a run killed while saving resumes from the previous checkpoint.
+Under `MultiWorkerMirroredStrategy` every worker saves (the save is a
+collective step for the strategy); only the chief writes into
+`MODEL_DIR/checkpoints`, the others into a temporary folder they delete.
+
+Example:
+
+```python
+ckpt = Checkpointer(os.path.join(model_dir, "checkpoints"), model, every=100, total_steps=1000)
+start, curve = ckpt.restore()  # 0 and [] for a fresh run
+for seg in segments(start, num_steps=1000, eval_every=250):
+    model.fit(train_dataset(task, 128, seed, seg.start_step), initial_epoch=seg.initial_epoch,
+              epochs=seg.epochs, steps_per_epoch=seg.steps_per_epoch, callbacks=[..., ckpt])
+```
+"""
+
+import collections
+import json
+import os
+import shutil
+
+import keras
+import tensorflow as tf
+
+Segment = collections.namedtuple(
+    "Segment", ["start_step", "initial_epoch", "epochs", "steps_per_epoch"]
+)
+
+FACTS_FILE = "run_facts.json"
+
+
+def segments(start_step, num_steps, eval_every):
+    """The `fit()` calls that take a run from `start_step` to `num_steps`.
+
+    Keras epochs are evaluation intervals of `eval_every` steps. A run resumed
+    in the middle of one first finishes it with a shorter one-epoch `fit()`;
+    epoch numbers stay those of an uninterrupted run.
+
+    Returns:
+        A list of `Segment`s (empty when the run is complete).
+    """
+    out = []
+    step = start_step
+    if step < num_steps and step % eval_every:
+        epoch = step // eval_every
+        out.append(Segment(step, epoch, epoch + 1, (epoch + 1) * eval_every - step))
+        step = (epoch + 1) * eval_every
+    if step < num_steps:
+        out.append(Segment(step, step // eval_every, num_steps // eval_every, eval_every))
+    return out
+
+
+def train_dataset(task, super_batch_size, seed, start_step):
+    """The training super-batches of `task` from step `start_step` on.
+
+    Uses the data's own random access (`start_batch=`) where it has it: the
+    batches are then exactly those an uninterrupted run would see at those
+    steps, at no cost. Otherwise skips `start_step` batches of the seeded
+    stream (exact, but it reads them).
+    """
+    kwargs = dict(shuffle=True, repeat=True, seed=seed)
+    if not start_step:
+        return task.dataset("train", super_batch_size, **kwargs)
+    try:
+        return task.dataset("train", super_batch_size, start_batch=start_step, **kwargs)
+    except TypeError as e:
+        if "start_batch" not in str(e):
+            raise
+    return task.dataset("train", super_batch_size, **kwargs).skip(start_step)
+
+
+class _JsonState(tf.train.experimental.PythonState):
+    """A JSON value saved in the checkpoint (the curve so far).
+
+    Python state rather than a string variable: under MultiWorkerMirrored a
+    variable's initial value is broadcast, and collectives carry no strings.
+    """
+
+    def __init__(self, value):
+        self.value = value
+
+    def serialize(self):
+        return json.dumps(self.value)
+
+    def deserialize(self, string_value):
+        self.value = json.loads(string_value)
+
+
+def _named(variables):
+    # Keyed by position, not by Keras path: paths carry automatic names
+    # ("adam_1/...", "dropout_3/...") that depend on what else the process built
+    # before. The order of a model's variables is fixed by its architecture;
+    # restoring checks every shape.
+    return {str(i): v for i, v in enumerate(variables)}
+
+
+def _build_compiled_metrics(model, element_spec):
+    """Creates the compiled metrics' variables now (Keras does it in the first step).
+
+    A resumed run restores them before its first step, so they must exist.
+    """
+    from active_keras.active_learner import unpack_batch
+
+    metrics = getattr(model, "_compile_metrics", None)
+    if metrics is None or metrics.built:
+        return
+    zeros = tf.nest.map_structure(
+        lambda s: tf.zeros([d or 1 for d in s.shape], s.dtype), element_spec
+    )
+    x, y, _, _ = unpack_batch(zeros)
+    with model.distribute_strategy.scope():
+        metrics.build(y, model.learner(x, training=False))
+
+
+def _metric_variables(model):
+    return {f"{m.name}/{i}": v for m in model.metrics for i, v in enumerate(m.variables)}
+
+
+def _task_info():
+    """`(task_type, task_id)` of this worker under a multi-worker strategy, else `(None, None)`."""
+    resolver = getattr(tf.distribute.get_strategy(), "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return None, None
+    return resolver.task_type, resolver.task_id
+
+
+def _is_chief(task_type, task_id, cluster_has_chief=False):
+    if task_type is None or task_type == "chief":
+        return True
+    return task_type == "worker" and task_id == 0 and not cluster_has_chief
+
+
+class Checkpointer(keras.callbacks.Callback):
+    """Saves a run's whole training state every `every` steps and at its end.
+
+    A checkpoint taken at the last step of an evaluation interval is written in
+    `on_epoch_end`, after the curve logger (put this callback after it): it
+    then holds that step's evaluated point. Put `StopOnNaN` before it, so that
+    a non-finite step is never checkpointed.
+
+    Args:
+        directory: Checkpoint folder (created when first saving).
+        model: The compiled, built `ActiveLearner`.
+        every: Steps between checkpoints.
+        total_steps: The run's last step (always checkpointed).
+        max_to_keep: Checkpoints kept on disk.
+        facts: Run facts (policy, sizes, seed, ...) written beside the
+            checkpoints; resuming with different facts is refused, as the
+            checkpoint would silently continue another run.
+        element_spec: The training batches' `element_spec`: lets the compiled
+            metrics be built (and so checkpointed) before `fit()`.
+    """
+
+    def __init__(
+        self,
+        directory,
+        model,
+        every,
+        total_steps=None,
+        max_to_keep=2,
+        facts=None,
+        element_spec=None,
+    ):
+        super().__init__()
+        if every is None or every <= 0:
+            raise ValueError(f"checkpoint_every={every} must be a positive number of steps.")
+        self.directory = directory
+        self.every = int(every)
+        self.total_steps = total_steps
+        self.facts = dict(facts or {})
+        self.step = 0
+        self._epoch_start = 0
+        self._curve_fn = list
+        self._metrics_path = None
+        self._step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        self._curve_state = _JsonState([])
+        self._mid_epoch_var = tf.Variable(False, trainable=False, name="mid_epoch")
+        if element_spec is not None:
+            _build_compiled_metrics(model, element_spec)
+        self._bind(model)
+        task_type, task_id = _task_info()
+        cluster = {}
+        if task_type is not None:
+            resolver = tf.distribute.get_strategy().cluster_resolver
+            cluster = resolver.cluster_spec().as_dict()
+        self.is_chief = _is_chief(task_type, task_id, "chief" in cluster)
+        write_dir = directory if self.is_chief else os.path.join(directory, f".worker_{task_id}")
+        self._write_dir = write_dir
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, write_dir, max_to_keep=max_to_keep, step_counter=self._step_var
+        )
+
+    def _bind(self, model):
+        unbuilt = [o for o in (model.optimizer, model.actor_optimizer) if o and not o.built]
+        if not model.built or unbuilt:
+            raise ValueError("Build and compile the ActiveLearner before making its Checkpointer.")
+        state = {
+            "learner": _named(model.learner.variables),
+            "optimizer": _named(model.optimizer.variables),
+            "sampling_seed": model.seed_generator.state,
+            "step": self._step_var,
+            "curve": self._curve_state,
+            "mid_epoch": self._mid_epoch_var,
+            "metrics": _metric_variables(model),
+        }
+        if model.actor is not None:
+            state["actor"] = _named(model.actor.variables)
+            state["actor_optimizer"] = _named(model.actor_optimizer.variables)
+        if model.online_reference:
+            # Trained online: part of the run's state. A frozen reference is not.
+            state["reference"] = _named(model.reference.variables)
+            state["reference_optimizer"] = _named(model.reference_optimizer.variables)
+        self.checkpoint = tf.train.Checkpoint(**state)
+
+    def track_curve(self, curve_fn):
+        """Saves `curve_fn()` (the curve logger's points) with each checkpoint."""
+        self._curve_fn = curve_fn
+
+    # ------------------------------------------------------------- restore
+
+    def restore(self):
+        """Restores the latest checkpoint of `directory`, if any.
+
+        Returns:
+            `(step, curve)`: the step to resume from and the curve up to it;
+            `(0, [])` when there is no checkpoint.
+
+        Raises:
+            ValueError: The checkpoint belongs to another run (different facts,
+                or variables that do not match this run's models).
+        """
+        path = tf.train.latest_checkpoint(self.directory)
+        if path is None:
+            return 0, []
+        self._check_facts()
+        try:
+            self.checkpoint.restore(path).assert_existing_objects_matched().expect_partial()
+        except (AssertionError, ValueError, tf.errors.OpError) as e:
+            raise ValueError(
+                f"The checkpoint {path} does not match this run's models ({e}). Resume with the "
+                f"configuration that wrote it, or delete {self.directory} to start over."
+            ) from e
+        self.step = int(self._step_var.numpy())
+        self._epoch_start = self.step
+        curve = self._curve_state.value
+        if bool(self._mid_epoch_var.numpy()):
+            # Fit metrics of a half-done interval: put back after Keras resets them.
+            self._metrics_path = path
+        print(f"checkpoint: resumed from {path} at step {self.step}", flush=True)
+        return self.step, curve
+
+    def _facts_path(self):
+        return os.path.join(self.directory, FACTS_FILE)
+
+    def _check_facts(self):
+        if not os.path.exists(self._facts_path()):
+            return
+        with open(self._facts_path()) as f:
+            saved = json.load(f)
+        for key in sorted(set(saved) & set(self.facts)):
+            if saved[key] != self.facts[key]:
+                raise ValueError(
+                    f"The checkpoints in {self.directory} are of a run with {key}={saved[key]!r}; "
+                    f"this run has {key}={self.facts[key]!r}. Use another --model_dir, or delete "
+                    f"{self.directory} to start over."
+                )
+
+    # ---------------------------------------------------------------- save
+
+    def save(self, mid_epoch=False):
+        """Writes a checkpoint of the current step (every worker must call it).
+
+        Args:
+            mid_epoch: Whether an evaluation interval is under way; its fit
+                metrics are then restored on resume.
+        """
+        self._step_var.assign(self.step)
+        self._mid_epoch_var.assign(mid_epoch)
+        self._curve_state.value = self._curve_fn()
+        if self.is_chief and not os.path.exists(self._facts_path()):
+            os.makedirs(self.directory, exist_ok=True)
+            tmp = self._facts_path() + f".tmp{os.getpid()}"
+            with open(tmp, "w") as f:
+                json.dump(self.facts, f, indent=1)
+            os.replace(tmp, self._facts_path())
+        self.manager.save(checkpoint_number=self.step)
+        if not self.is_chief:
+            # Non-chief workers take part in the save but keep nothing.
+            shutil.rmtree(self._write_dir, ignore_errors=True)
+
+    # ----------------------------------------------------------- callbacks
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = self.step
+        if self._metrics_path is not None:
+            # Keras has just reset the fit metrics: give back those of the steps
+            # of this interval that ran before the checkpoint.
+            metrics = tf.train.Checkpoint(metrics=_metric_variables(self.model))
+            metrics.restore(self._metrics_path).expect_partial()
+            self._metrics_path = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        # `batch` is the last step of this call (several with steps_per_execution).
+        previous, self.step = self.step, self._epoch_start + batch + 1
+        steps = (self.params or {}).get("steps")
+        last_of_epoch = steps is not None and batch + 1 >= steps
+        if not last_of_epoch and self.step // self.every > previous // self.every:
+            self.save(mid_epoch=True)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.step % self.every == 0 or self.step == self.total_steps:
+            self.save(mid_epoch=False)

@@ -1,0 +1,236 @@
+"""Records what the selection does during training, for `active_keras.report`.
+
+Every `every` learner updates, `SelectionLogger` draws a few super-batches from
+its own stream of the training split, scores them with the model's current
+scorers (`model.score`), selects with the model's rule (`model.select`) and
+appends one compact record to `<log_dir>/records.jsonl`:
+
+- per class: examples available and examples selected;
+- the fraction of corrupted labels among the available and the selected
+  examples (when the data marks corruption);
+- a histogram of the scores of all examples and of the selected ones;
+- mean per-example losses of each scoring model.
+
+It also writes `<log_dir>/step_<step>.npz` with the highest- and lowest-scored
+examples of the last super-batch (images as uint8, scores, labels, whether
+they were selected or corrupted, and captions when the task provides them);
+only the newest `keep_images` such files are kept.
+
+The logger leaves training untouched: it reads its own batches, and restores
+the state of the model's sampling seed after selecting.
+
+Example:
+
+```python
+logger = SelectionLogger(task, "runs/x/selection_log", every=250)
+model.fit(ds, epochs=12, steps_per_epoch=250, callbacks=[logger])
+records = read_records("runs/x/selection_log")
+```
+"""
+
+import glob
+import json
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+RECORDS = "records.jsonl"
+
+
+def _images(x):
+    """The image tensor of a batch: `x` itself, or `x["image"]` for image-text inputs."""
+    if isinstance(x, dict):
+        return x.get("image")
+    return x
+
+
+def _to_uint8(images):
+    images = np.asarray(images, np.float32)
+    if images.ndim == 4 and images.shape[-1] == 1:
+        images = images[..., 0]  # Grey images: [N, H, W].
+    return np.clip(np.round(images * 255.0), 0, 255).astype(np.uint8)
+
+
+def _num_classes(task, labels):
+    num = getattr(task, "num_classes", None)
+    if num is None:
+        names = getattr(getattr(task, "data", None), "class_names", None)
+        num = len(names) if names is not None else None
+    return int(num) if num is not None else int(labels.max()) + 1
+
+
+class SelectionLogger(keras.callbacks.Callback):
+    """Scores and selects sample super-batches every `every` steps and logs the result.
+
+    Args:
+        task: The run's task: `dataset("train", B, ...)`, `describe_batch(x, y, metadata)`.
+        log_dir: Folder of `records.jsonl` and the example `.npz` files.
+        every: Learner updates between records.
+        batches_per_record: Super-batches scored per record (counts are summed
+            over them, which steadies per-class rates).
+        num_examples: Highest- and lowest-scored examples kept (each).
+        bins: Bins of the score histograms.
+        keep_images: Newest example files kept (older ones are deleted).
+        seed: Seed of the logger's own data stream.
+    """
+
+    def __init__(
+        self,
+        task,
+        log_dir,
+        every=250,
+        batches_per_record=4,
+        num_examples=16,
+        bins=30,
+        keep_images=3,
+        seed=1,
+    ):
+        super().__init__()
+        if every <= 0:
+            raise ValueError(f"SelectionLogger: every must be > 0, got {every}.")
+        self.task = task
+        self.log_dir = log_dir
+        self.every = int(every)
+        self.batches_per_record = int(batches_per_record)
+        self.num_examples = int(num_examples)
+        self.bins = int(bins)
+        self.keep_images = int(keep_images)
+        self.seed = seed
+        self._iterator = None
+        self._last_step = None
+
+    def _step(self):
+        return int(self.model.optimizer.iterations.numpy())
+
+    def on_train_begin(self, logs=None):
+        os.makedirs(self.log_dir, exist_ok=True)
+        size = self.model.super_batch_size
+        if size is None:
+            raise ValueError("SelectionLogger needs an ActiveLearner with super_batch_size set.")
+        # Its own stream (another shuffle seed), so training sees exactly the batches it
+        # would see without the logger; offset by the step, so a resumed run's differ.
+        seed = self.seed + self._step()
+        ds = self.task.dataset("train", size, shuffle=True, repeat=True, seed=seed)
+        self._iterator = iter(ds)
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = self._step()
+        if step % self.every == 0 and step != self._last_step:
+            self.record(step)
+
+    def on_train_end(self, logs=None):
+        step = self._step()
+        if step != self._last_step:
+            self.record(step)  # The end of the run, when it is not on the grid.
+
+    def _score_and_select(self, x, y):
+        model = self.model
+        scores, context = model.score(x, y)
+        k = model.sub_batch_size(int(scores.shape[0]))
+        # Selecting draws from the model's seed generator: put its state back so
+        # that logging does not change the noise of the training steps.
+        state = np.array(model.seed_generator.state.numpy())
+        index = model.select(scores, k, context)
+        model.seed_generator.state.assign(state)
+        losses = {name: np.asarray(v) for name, v in context.get("losses", {}).items()}
+        return np.asarray(scores, np.float32), np.asarray(index), losses
+
+    def record(self, step):
+        """Scores `batches_per_record` super-batches and appends one record (and examples)."""
+        self._last_step = step
+        all_scores, selected, labels, corrupted, losses = [], [], [], [], {}
+        for _ in range(self.batches_per_record):
+            x, y, metadata = next(self._iterator)
+            scores, index, batch_losses = self._score_and_select(x, y)
+            mask = np.zeros(scores.shape[0], bool)
+            mask[index] = True
+            facts = self.task.describe_batch(x, y, metadata)
+            all_scores.append(scores)
+            selected.append(mask)
+            labels.append(np.asarray(facts["label"]).reshape(-1))
+            if "corrupted" in facts:
+                corrupted.append(np.asarray(facts["corrupted"], bool).reshape(-1))
+            for name, value in batch_losses.items():
+                losses.setdefault(name, []).append(value)
+        scores, mask, label = (np.concatenate(v) for v in (all_scores, selected, labels))
+        num_classes = _num_classes(self.task, label)
+        record = {
+            "step": int(step),
+            "examples": int(scores.size),
+            "selected": int(mask.sum()),
+            "class_available": np.bincount(label, minlength=num_classes).tolist(),
+            "class_selected": np.bincount(label[mask], minlength=num_classes).tolist(),
+            "mean_loss": {k: float(np.mean(np.concatenate(v))) for k, v in losses.items()},
+            "score_mean": float(scores.mean()),
+            "selected_score_mean": float(scores[mask].mean()),
+        }
+        if corrupted:
+            noisy = np.concatenate(corrupted)
+            record["corrupted_available"] = float(noisy.mean())
+            record["corrupted_selected"] = float(noisy[mask].mean())
+        lo, hi = float(scores.min()), float(scores.max())
+        if hi <= lo:  # All scores equal (uniform): one visible bin around them.
+            lo, hi = lo - 0.5, hi + 0.5
+        edges = np.linspace(lo, hi, self.bins + 1)
+        record["score_hist"] = {
+            "edges": edges.tolist(),
+            "all": np.histogram(scores, edges)[0].tolist(),
+            "selected": np.histogram(scores[mask], edges)[0].tolist(),
+        }
+        with open(os.path.join(self.log_dir, RECORDS), "a") as f:
+            f.write(json.dumps(record) + "\n")
+        self._write_examples(step, x, metadata, facts, all_scores[-1], selected[-1])
+
+    def _write_examples(self, step, x, metadata, facts, scores, mask):
+        """The top and bottom `num_examples` of the last super-batch, as a small `.npz`."""
+        images = _images(x)
+        if images is None:
+            return
+        n = min(self.num_examples, scores.size // 2)
+        order = np.argsort(-scores, kind="stable")
+        arrays = {"step": np.int64(step)}
+        for name, index in (("top", order[:n]), ("bottom", order[::-1][:n])):
+            arrays[f"{name}_images"] = _to_uint8(tf.gather(images, index))
+            arrays[f"{name}_scores"] = scores[index]
+            arrays[f"{name}_labels"] = np.asarray(facts["label"])[index]
+            arrays[f"{name}_selected"] = mask[index]
+            if "corrupted" in facts:
+                arrays[f"{name}_corrupted"] = np.asarray(facts["corrupted"], bool)[index]
+            if "caption" in facts:
+                arrays[f"{name}_captions"] = np.asarray(facts["caption"], dtype=str)[index]
+        names = getattr(getattr(self.task, "data", None), "class_names", None)
+        if names is not None:
+            arrays["class_names"] = np.asarray(list(names), dtype=str)
+        np.savez_compressed(os.path.join(self.log_dir, f"step_{step:08d}.npz"), **arrays)
+        for old in example_files(self.log_dir)[: -self.keep_images or None]:
+            os.remove(old)
+
+
+def example_files(log_dir):
+    """The example files of a log, oldest first."""
+    return sorted(glob.glob(os.path.join(log_dir, "step_*.npz")))
+
+
+def read_records(log_dir):
+    """The records of a log in step order (the last one per step wins), or `[]`."""
+    path = os.path.join(log_dir, RECORDS)
+    if not os.path.exists(path):
+        return []
+    by_step = {}
+    with open(path) as f:
+        for line in f:
+            if line.strip():
+                record = json.loads(line)
+                by_step[record["step"]] = record
+    return [by_step[s] for s in sorted(by_step)]
+
+
+def read_examples(log_dir):
+    """The newest example file as a dict of arrays, or None."""
+    files = example_files(log_dir)
+    if not files:
+        return None
+    with np.load(files[-1], allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}

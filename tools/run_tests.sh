@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The test suite: lint, fast tests, then the slow end-to-end tests in their short
+# smoke configuration (ACTIVE_KERAS_SMOKE=1). `--fast` skips the slow ones.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+bash tools/setup.sh
+export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2}
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/python -m pytest -q -m "not slow" --durations=15
+if [ "${1:-}" != "--fast" ]; then
+  rc=0
+  ACTIVE_KERAS_SMOKE=1 .venv/bin/python -m pytest -q -m slow --durations=10 || rc=$?
+  [ "$rc" -eq 0 ] || [ "$rc" -eq 5 ]  # 5: no slow tests collected.
+fi
