@@ -260,6 +260,16 @@ class ActiveLearner(keras.Model):
         self.score_tracker = keras.metrics.Mean(name="score")
         self.actor_loss_tracker = keras.metrics.Mean(name="actor_loss")
         self.corrupted_tracker = keras.metrics.Mean(name="selected_corrupted")
+        # Ids of the last selected sub-batch, read by `active_keras.replay` (one device
+        # only). Hidden from tracking like the reference: not a weight, not checkpointed.
+        ids = None
+        if super_batch_size is not None:
+            ids = tf.Variable(
+                tf.zeros([self.sub_batch_size(super_batch_size)], tf.int64),
+                trainable=False,
+                name="last_selected_ids",
+            )
+        object.__setattr__(self, "last_selected_ids", ids)
         # Built models (functional, Sequential with an Input) need no data to build the wrapper.
         if all(m.built for m in [learner, *self._small_models()]):
             self.built = True
@@ -527,7 +537,7 @@ class ActiveLearner(keras.Model):
             context = None  # Not read: skip its communication.
         return all_scores, self.select(all_scores, b, context)
 
-    def _select_sub_batch(self, x, y, sample_weight, corrupted, size):
+    def _select_sub_batch(self, x, y, sample_weight, corrupted, size, example_id=None):
         """Scores and selects; returns this replica's `(x, y, sw, corrupted, scores, b)`."""
         replica = tf.distribute.get_replica_context()
         replicas = replica.num_replicas_in_sync if replica is not None else 1
@@ -535,6 +545,9 @@ class ActiveLearner(keras.Model):
         if self.selection_scope == "local" or replicas == 1:
             b = self.sub_batch_size(size)
             index = self.select(scores, b, context)
+            if example_id is not None and self.last_selected_ids is not None and replicas == 1:
+                self.last_selected_ids.assign(tf.cast(tf.gather(example_id, index), tf.int64))
+                object.__setattr__(self, "_records_ids", True)  # A trace-time fact, for replay.
 
             def take(t):
                 return None if t is None else tf.gather(t, index)
@@ -566,7 +579,7 @@ class ActiveLearner(keras.Model):
         x, y, sample_weight, metadata = unpack_batch(data)
         size = self._check_batch(x, y)
         x_sel, y_sel, sw_sel, corrupted_sel, selected_scores, b = self._select_sub_batch(
-            x, y, sample_weight, metadata.get("corrupted"), size
+            x, y, sample_weight, metadata.get("corrupted"), size, metadata.get("example_id")
         )
 
         # Learner: forward and gradient over the selected sub-batch only.

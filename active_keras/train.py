@@ -23,7 +23,7 @@ import keras
 import tensorflow as tf
 
 from active_keras import callbacks as callbacks_lib
-from active_keras import checkpointing, distribute, flops, report, selection_log
+from active_keras import checkpointing, distribute, flops, replay, report, selection_log
 from active_keras.active_learner import ActiveLearner
 from active_keras.selection import policies
 
@@ -181,6 +181,8 @@ def run(
     write_report=True,
     strategy="one_device",
     selection_scope="global",
+    record_selections=True,
+    replay_from=None,
 ):
     """Trains the reference (mode "reference") or a learner (mode "train").
 
@@ -219,6 +221,11 @@ def run(
             XLA-compiled), "mirrored", "multi_worker_mirrored" or "tpu"
             (`distribute.make_strategy`; bind `make_strategy.tpu_address`).
         selection_scope: "global" or "local" selection across replicas.
+        record_selections: Record the example ids selected at every step in
+            `model_dir/replay` (`active_keras.replay`; one device only).
+        replay_from: A recorded run's model_dir: train the learner with plain
+            `fit` on that run's selected sub-batches, in order (no scoring;
+            `replay.train_replay`). The data set-up must match the recorded run's.
 
     Returns:
         The curve: a list of dicts, one per evaluation.
@@ -234,6 +241,19 @@ def run(
         raise ValueError(f"Unknown mode {mode!r}; use train or reference.")
     if num_steps % eval_every:
         raise ValueError(f"num_steps={num_steps} must be a multiple of eval_every={eval_every}.")
+    if replay_from:
+        write_operative_config(model_dir)
+        return replay.train_replay(
+            model_dir,
+            task,
+            replay_from,
+            optimizer_fn,
+            eval_every,
+            num_steps=num_steps,
+            jit_compile=jit_compile,
+            seed=seed,
+            verbose=verbose,
+        )
     policy = policies.get(policy)
     if deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -260,6 +280,7 @@ def run(
             selection_log_every=selection_log_every,
             write_report=write_report,
             selection_scope=selection_scope,
+            record_selections=record_selections,
         )
 
 
@@ -285,6 +306,7 @@ def _train(
     selection_log_every,
     write_report,
     selection_scope,
+    record_selections,
 ):
     """The learner run of `run()`, inside the strategy's scope when there is one."""
     # Under multi-worker training every worker runs this; only the chief writes shared files.
@@ -362,6 +384,8 @@ def _train(
         log_dir = os.path.join(model_dir, "selection_log")
         every = selection_log_every or eval_every
         callbacks.append(selection_log.SelectionLogger(task, log_dir, every))
+    if record_selections and dist is None:
+        callbacks.append(replay.ReplayRecorder(os.path.join(model_dir, replay.FOLDER)))
     segments = checkpointing.segments(start, num_steps, eval_every)
     for segment in segments:
 

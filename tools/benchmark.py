@@ -192,8 +192,51 @@ def _activeclip_suite():
     ]
 
 
+def _replay_suite():
+    """Replay: a learner of another size trained on a recorded ClassAct selection sequence.
+
+    An active run (learnability, 20% noise, 10k training images) records the ids
+    it selects; a smaller learner then trains on that sequence with no scoring
+    cost, against uniform training of the same smaller learner.
+    """
+    source = os.path.join(ROOT, "benchmarks", "runs", "replay", "source", "active_learnability")
+    common = [
+        "run.num_steps = 3000",
+        "run.eval_every = 250",
+        "run.jit_compile = False",
+        "ImageClassificationData.label_noise = 0.2",
+        "ImageClassificationData.train_size = 10000",
+    ]
+    small = ["learner/cnn_classifier.widths = (16, 32)", "learner/cnn_classifier.dense_units = 32"]
+    return [
+        Run(
+            "source/active_learnability",
+            ["gin/classact.gin"],
+            common,
+            group="source",
+            label="learnability, recording (learner 220k)",
+        ),
+        Run(
+            "small_learner/uniform",
+            ["gin/uniform.gin"],
+            common + small,
+            group="small_learner",
+            baseline=True,
+            label="uniform (learner 56k)",
+        ),
+        Run(
+            "small_learner/replay",
+            ["gin/uniform.gin"],
+            common + small + [f"run.replay_from = '{source}'"],
+            group="small_learner",
+            label="replay of the learnability run (learner 56k)",
+        ),
+    ]
+
+
 # name -> (runs factory, metric compared at the baseline's best).
 SUITES = {"classact": (_classact_suite, "test_accuracy")}
+SUITES["replay"] = (_replay_suite, "test_accuracy")
 # Zero-shot accuracy on this small, unbalanced category set peaks early and is noisy;
 # retrieval recall is reported beside it.
 SUITES["activeclip"] = (

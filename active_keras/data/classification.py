@@ -17,7 +17,7 @@ import gin
 import numpy as np
 import tensorflow as tf
 
-from active_keras.data import fashion_mnist, validation
+from active_keras.data import curated, fashion_mnist, validation
 from active_keras.data.label_noise import corrupt_labels
 
 
@@ -91,6 +91,9 @@ class ImageClassificationData:
         train_size: If set, keep only this many training examples.
         seed: Seed of the held-out carve-out and the label noise.
         data_dir: Where the source's files are (default: its Debian package's folder).
+        curated_dir: Folder of `active_keras.curate` output: its kept examples
+            replace the train split (ids, labels and noise flags as curated;
+            curate with the same name, seed and heldout_size).
     """
 
     def __init__(
@@ -101,6 +104,7 @@ class ImageClassificationData:
         train_size=None,
         seed=0,
         data_dir=None,
+        curated_dir=None,
     ):
         if name.startswith("tfds:"):
             loader, self.num_classes, self.class_names = _tfds_source(name[len("tfds:") :])
@@ -140,6 +144,18 @@ class ImageClassificationData:
                 np.arange(len(test_labels), dtype=np.int64) + len(labels),
             ),
         }
+        if curated_dir:
+            self.splits["train"] = self._curated_split(curated_dir)
+
+    def _curated_split(self, curated_dir):
+        images, labels, corrupted, ids = curated.load_split(curated_dir)
+        if tuple(images.shape[1:]) != self.input_shape:
+            raise ValueError(
+                f"Curated images in {curated_dir!r} have shape {tuple(images.shape[1:])}; "
+                f"{self.name!r} has {self.input_shape}."
+            )
+        validation.check_labels(labels, self.num_classes)
+        return Split(images, labels, corrupted, ids)
 
     def dataset(
         self,

@@ -1,0 +1,265 @@
+"""Replay: record the sub-batches an active run selected, and train on them again.
+
+An active run pays for scoring at every step. Recording which examples it
+selected lets any other learner (another size, another seed) train on exactly
+that sequence of sub-batches with plain `keras.Model.fit`: no scoring models,
+no scoring cost.
+
+- `ReplayRecorder` (added by `train.run`) reads `ActiveLearner.last_selected_ids`
+  after every step and appends them, one `[steps, b]` int32 chunk per Keras
+  epoch (evaluation interval), to `<model_dir>/replay/steps-<first step>.npy`.
+  A resumed run first drops the rows past its restored step.
+- `load_selected_ids(dir)` returns the `[steps, b]` ids of a run.
+- `replay_dataset(data, dir)` gives those sub-batches in order, from the train
+  split of an `ImageClassificationData`.
+- `train_replay(...)` (`run.replay_from = 'DIR'` on the command line) trains
+  the task's learner on them and writes the same `metrics.json` curve.
+
+Example:
+
+```python
+ds = replay_dataset(task.data, "runs/classact")  # (x, y, metadata) batches of b
+learner.fit(ds.map(lambda x, y, m: (x, y)), epochs=1)
+```
+"""
+
+import glob
+import os
+import warnings
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from active_keras import callbacks as callbacks_lib
+from active_keras import flops
+
+FOLDER = "replay"
+
+
+def _chunks(folder):
+    """`[(first_step, path)]` of a replay folder, by step."""
+    out = []
+    for path in glob.glob(os.path.join(folder, "steps-*.npy")):
+        out.append((int(os.path.basename(path)[len("steps-") : -len(".npy")]), path))
+    return sorted(out)
+
+
+def _folder(path):
+    """`path` itself, or its `replay/` subfolder when it is a run's model_dir."""
+    sub = os.path.join(path, FOLDER)
+    return sub if os.path.isdir(sub) else path
+
+
+def _save(path, array):
+    tmp = f"{path}.tmp{os.getpid()}.npy"
+    np.save(tmp, array)
+    os.replace(tmp, path)  # Atomic: a killed run never leaves half a chunk.
+
+
+class ReplayRecorder(keras.callbacks.Callback):
+    """Appends the ids selected at each step to `folder` (one device only).
+
+    Args:
+        folder: Where the `steps-<first step>.npy` chunks go.
+
+    Example:
+
+    ```python
+    model.fit(ds, epochs=4, steps_per_epoch=250, callbacks=[ReplayRecorder("run/replay")])
+    ids = load_selected_ids("run/replay")  # [1000, b]
+    ```
+    """
+
+    def __init__(self, folder):
+        super().__init__()
+        self.folder = folder
+        self._rows, self._first = [], None
+        self._checked = self._active = False
+
+    def _step(self):
+        return int(self.model.optimizer.iterations.numpy())
+
+    def on_train_begin(self, logs=None):
+        os.makedirs(self.folder, exist_ok=True)
+        start = self._step()
+        self._rows, self._first, self._checked = [], start, False
+        # Resumed from a checkpoint at `start`: rows at or past it are from the lost part.
+        for first, path in _chunks(self.folder):
+            if first >= start:
+                os.remove(path)
+            else:
+                ids = np.load(path)
+                if first + len(ids) > start:
+                    _save(path, ids[: start - first])
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not self._checked:
+            self._checked = True
+            self._active = bool(getattr(self.model, "_records_ids", False))
+            if not self._active:  # A run that cannot be replayed still trains.
+                warnings.warn(
+                    "ReplayRecorder records nothing: it needs an ActiveLearner with "
+                    "super_batch_size set, on one device, and batches whose metadata has "
+                    "'example_id'.",
+                    stacklevel=2,
+                )
+        if self._active:
+            self._rows.append(self.model.last_selected_ids.numpy())
+
+    def flush(self):
+        if self._rows:
+            ids = np.stack(self._rows)
+            if ids.min() >= np.iinfo(np.int32).min and ids.max() <= np.iinfo(np.int32).max:
+                ids = ids.astype(np.int32)  # Half the bytes; any real split's ids fit.
+            _save(os.path.join(self.folder, f"steps-{self._first:09d}.npy"), ids)
+            self._first += len(self._rows)
+            self._rows = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.flush()
+
+    def on_train_end(self, logs=None):
+        self.flush()
+
+
+def load_selected_ids(path):
+    """The `[steps, b]` int64 ids recorded in a run dir (or its `replay/` folder).
+
+    Raises:
+        FileNotFoundError: Nothing was recorded there.
+        ValueError: The chunks leave a gap or overlap (a damaged record).
+    """
+    folder = _folder(path)
+    chunks = _chunks(folder)
+    if not chunks:
+        raise FileNotFoundError(f"No recorded selections (steps-*.npy) in {folder!r}.")
+    parts, step = [], 0
+    for first, p in chunks:
+        if first != step:
+            raise ValueError(f"Replay chunk {p} starts at step {first}; expected step {step}.")
+        ids = np.load(p)
+        parts.append(ids.astype(np.int64))
+        step += len(ids)
+    return np.concatenate(parts)
+
+
+def replay_dataset(data, ids_path, batch_size=None, start_step=0):
+    """The recorded sub-batches, in order, as `(x, y, metadata)` batches.
+
+    Args:
+        data: The `ImageClassificationData` of the recorded run (same name,
+            seed, held-out size and label noise: ids index its train split).
+        ids_path: The run's model_dir, or its `replay/` folder.
+        batch_size: Defaults to the recorded `b`; another size re-batches the
+            same sequence of examples (the last partial batch is dropped).
+        start_step: Skip this many recorded sub-batches.
+    """
+    ids = load_selected_ids(ids_path)[start_step:]
+    if not hasattr(data, "splits"):
+        raise ValueError(
+            f"Replay reads the train split arrays of an ImageClassificationData; got "
+            f"{type(data).__name__}."
+        )
+    split = data.splits["train"]
+    position = {int(i): p for p, i in enumerate(split.ids)}
+    missing = [int(i) for i in np.unique(ids) if int(i) not in position]
+    if missing:
+        raise ValueError(
+            f"{len(missing)} recorded ids (e.g. {missing[:3]}) are not in the train split of "
+            f"{data.name!r}: replay with the data set-up of the recorded run."
+        )
+    index = np.vectorize(position.__getitem__, otypes=[np.int64])(ids)
+    b = index.shape[1]
+    images, labels = tf.constant(split.images), tf.constant(split.labels)
+    corrupted, example_ids = tf.constant(split.corrupted), tf.constant(split.ids)
+
+    def gather(i):
+        x = tf.cast(tf.gather(images, i), tf.float32) / 255.0
+        meta = {"corrupted": tf.gather(corrupted, i), "example_id": tf.gather(example_ids, i)}
+        return x, tf.gather(labels, i), meta
+
+    ds = tf.data.Dataset.from_tensor_slices(index)
+    if batch_size and batch_size != b:
+        ds = ds.unbatch().batch(batch_size, drop_remainder=True)
+    return ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(2)
+
+
+class _Plain(keras.Model):
+    """The learner under plain `fit`, with the `.learner` that `CurveLogger` evaluates."""
+
+    def __init__(self, learner, **kwargs):
+        super().__init__(**kwargs)
+        self.learner = learner
+
+    def call(self, inputs, training=False):
+        return self.learner(inputs, training=training)
+
+
+def train_replay(
+    model_dir,
+    task,
+    replay_from,
+    optimizer_fn,
+    eval_every,
+    num_steps=None,
+    jit_compile=True,
+    seed=0,
+    verbose=2,
+):
+    """Trains `task`'s learner on the sub-batches recorded in `replay_from`.
+
+    Writes `metrics.json` (the same curve and FLOP ledger as `train.run`, with
+    no scoring cost) and `learner.keras` into `model_dir`.
+
+    Args:
+        model_dir: Output folder.
+        task: The task of the recorded run (its data set-up must match).
+        replay_from: The recorded run's model_dir (or its `replay/` folder).
+        optimizer_fn: `fn(num_steps=) -> optimizer`.
+        eval_every: Steps between evaluations; must divide `num_steps`.
+        num_steps: Steps replayed (default: all recorded, rounded down to `eval_every`).
+        jit_compile: XLA-compile the train step.
+        seed: Seed of the learner's initial weights.
+        verbose: Keras fit verbosity.
+
+    Returns:
+        The curve.
+    """
+    recorded = len(load_selected_ids(replay_from))
+    num_steps = num_steps or recorded - recorded % eval_every
+    if not 0 < num_steps <= recorded or num_steps % eval_every:
+        raise ValueError(
+            f"Replay of {num_steps} steps: {recorded} are recorded in {replay_from!r}, and "
+            f"num_steps must be a positive multiple of eval_every={eval_every}."
+        )
+    keras.utils.set_random_seed(seed)
+    model = _Plain(task.build_learner(), name="replay")
+    model.compile(
+        optimizer=optimizer_fn(num_steps=num_steps),
+        loss=task.loss(),
+        metrics=task.metrics(),
+        jit_compile=jit_compile,
+    )
+    ds = replay_dataset(task.data, replay_from).map(lambda x, y, m: (x, y))
+    b = int(ds.element_spec[0].shape[0])
+    learner = model.learner
+    input_shape = tuple(learner.input_shape[1:])
+    ledger = flops.FlopLedger(
+        flops={"learner": flops.forward_flops(learner, input_shape)},
+        super_batch_size=b,
+        sub_batch_size=b,
+    )
+    facts = {"policy": "replay", "replay_from": replay_from, "sub_batch_size": b, "seed": seed}
+    logger = callbacks_lib.CurveLogger(
+        task, ledger, eval_every, os.path.join(model_dir, "metrics.json"), extra=facts
+    )
+    model.fit(
+        ds.repeat(),  # Bounded by steps: `repeat` keeps Keras from counting the dataset.
+        epochs=num_steps // eval_every,
+        steps_per_epoch=eval_every,
+        verbose=verbose,
+        callbacks=[callbacks_lib.StopOnNaN(), logger],
+    )
+    learner.save(os.path.join(model_dir, "learner.keras"))
+    return logger.curve
