@@ -4,7 +4,7 @@ Flags:
   --gin_file      Gin config(s), parsed in order (repeatable).
   --gin_bindings  Extra bindings such as `run.num_steps = 500` (repeatable).
   --model_dir     Output directory (metrics.json, operative_config.gin, tb/).
-  --local         Shrink the config to a smoke run (applies gin/local.gin).
+  --local         Shrink the config to a smoke run (applies gin/local.gin last).
   --compare_with  Gin file(s) for a baseline run (e.g. gin/uniform.gin), run into
                   MODEL_DIR/baseline with the same configs; prints the comparison.
   --strategy      one_device | mirrored | multi_worker_mirrored | tpu.
@@ -47,30 +47,38 @@ class ConfigError(ValueError):
 
 
 def parse_config(gin_files, bindings, local=False):
-    """Parses gin files then bindings one at a time, naming whichever fails."""
+    """Parses gin files, then bindings one at a time, naming whichever fails.
+
+    With `local`, gin/local.gin is parsed last, so that it shrinks the run
+    whatever the files and bindings set.
+    """
     import gin
 
     gin.clear_config()
     # `include 'gin/...'` lines then resolve from any working directory.
     gin.add_config_file_search_path(os.path.dirname(GIN_DIR))
-    files = list(gin_files) + ([os.path.join(GIN_DIR, "local.gin")] if local else [])
-    for path in files:
-        if not os.path.exists(path) and os.path.exists(
-            os.path.join(os.path.dirname(GIN_DIR), path)
-        ):
-            path = os.path.join(os.path.dirname(GIN_DIR), path)
-        if not os.path.exists(path):
-            raise ConfigError(f"Gin file {path!r} does not exist.")
-        try:
-            gin.parse_config_file(path)
-        except Exception as e:  # noqa: BLE001 - gin raises many types; name the file.
-            raise ConfigError(f"Gin file {path!r} is invalid: {e}") from e
+    for path in gin_files:
+        _parse_file(gin, path)
     for binding in bindings:
         try:
             gin.parse_config(binding)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:  # noqa: BLE001 - gin raises many types; name the binding.
             raise ConfigError(f"Bad gin binding {binding!r}: {e}") from e
+    if local:
+        _parse_file(gin, os.path.join(GIN_DIR, "local.gin"))
     gin.finalize()
+
+
+def _parse_file(gin, path):
+    in_repo = os.path.join(os.path.dirname(GIN_DIR), path)
+    if not os.path.exists(path) and os.path.exists(in_repo):
+        path = in_repo
+    if not os.path.exists(path):
+        raise ConfigError(f"Gin file {path!r} does not exist.")
+    try:
+        gin.parse_config_file(path)
+    except Exception as e:  # noqa: BLE001 - gin raises many types; name the file.
+        raise ConfigError(f"Gin file {path!r} is invalid: {e}") from e
 
 
 def run_config(gin_files, bindings, model_dir, local=False):

@@ -3,6 +3,7 @@ r"""Prints the README's result tables (Markdown) from benchmarks/results/*.json.
 Usage:
 
   python tools/results_table.py benchmarks/results/classact.json
+  python tools/results_table.py benchmarks/results/classact.json --thresholds 0.87 0.88 0.89
 """
 
 import json
@@ -42,9 +43,53 @@ def table(path):
                 f"{'-' if corrupted is None else format(corrupted, '.3f')} |"
             )
         lines.append("")
+        for other in next(iter(rows.values())).get("also", {}):
+            lines += [
+                f"Against the best uniform {other}:",
+                "",
+                f"| run | best {other} | updates to target | update speedup | FLOP speedup |",
+                "|---|---|---|---|---|",
+            ]
+            for r in rows.values():
+                a = r["also"][other]
+                lines.append(
+                    f"| {r['label']} | {a['run_best']:.4f} | {_fmt(a['updates'], 'd')} | "
+                    f"{_fmt(a['update_speedup'], '.2f', 'x')} | "
+                    f"{_fmt(a['flop_speedup'], '.2f', 'x')} |"
+                )
+            lines.append("")
+    return "\n".join(lines)
+
+
+def thresholds_table(path, thresholds):
+    """Updates each run needs to first reach each fixed value of the metric."""
+    with open(path) as f:
+        results = json.load(f)
+    lines = []
+    for group, res in results["groups"].items():
+        metric = next(iter(res["runs"].values()))["metric"]
+        lines += [
+            f"**{group}**: learner updates to first reach a {metric} of",
+            "",
+            "| run | " + " | ".join(f"{t:g}" for t in thresholds) + " |",
+            "|---|" + "---|" * len(thresholds),
+        ]
+        for name, curve in res["curves"].items():
+            steps = [
+                next((p["learner_updates"] for p in curve if p[metric] >= t), None)
+                for t in thresholds
+            ]
+            cells = " | ".join("-" if s is None else str(s) for s in steps)
+            lines.append(f"| {res['runs'][name]['label']} | {cells} |")
+        lines.append("")
     return "\n".join(lines)
 
 
 if __name__ == "__main__":
-    for p in sys.argv[1:]:
-        print(table(p))
+    args = sys.argv[1:]
+    if "--thresholds" in args:
+        i = args.index("--thresholds")
+        print(thresholds_table(args[0], [float(t) for t in args[i + 1 :]]))
+    else:
+        for p in args:
+            print(table(p))
