@@ -118,9 +118,8 @@ def test_killed_multi_worker_run_resumes_from_its_last_checkpoint(tmp_path):
         for log, _ in logs:
             log.close()
         first_out = [_read(p) for _, p in logs]
-        assert all(alive), (
-            "a worker ended before it could be killed:\n"
-            + "\n----\n".join(o[-3000:] for o in first_out)
+        assert all(alive), "a worker ended before it could be killed:\n" + "\n----\n".join(
+            o[-3000:] for o in first_out
         )
         at_kill = _latest_step(model_dir)
         assert at_kill is not None and 3 <= at_kill < NUM_STEPS, (at_kill, first_out[0][-3000:])

@@ -323,8 +323,10 @@ def summarize(runs, runs_dir, metric="test_accuracy", also=()):
                 label=r.label,
                 baseline=r.baseline,
                 policy=data[r.name]["policy"],
-                selection=data[r.name]["selection"],
-                predicted_step_cost_vs_uniform=data[r.name]["predicted_step_cost_vs_uniform"],
+                selection=data[r.name].get("selection"),
+                predicted_step_cost_vs_uniform=data[r.name].get(
+                    "predicted_step_cost_vs_uniform", 1.0
+                ),
                 final_selected_corrupted=data[r.name]["curve"][-1].get("train_selected_corrupted"),
             )
             rows[r.name] = row

@@ -61,6 +61,32 @@ def table(path):
     return "\n".join(lines)
 
 
+def step_cost_table(path):
+    """The step-cost benchmark: measured vs FLOP-predicted cost of each variant."""
+    with open(path) as f:
+        results = json.load(f)
+    load = results["machine"]
+    lines = [
+        f"Load average during the run: {load['load_average_at_start'][0]:.1f} at the start, "
+        f"{load['load_average_at_end'][0]:.1f} at the end (2 cores).",
+        "",
+        "| learner / actor FLOPs | variant | step cost vs plain fit() | throughput vs plain | "
+        "FLOP-predicted cost | measured / predicted |",
+        "|---|---|---|---|---|---|",
+    ]
+    for pair in results["pairs"].values():
+        ratio = f"{pair['learner_over_actor_flops']:.0f}x"
+        for name, v in pair["variants"].items():
+            if name.startswith("part:") or name == "plain":
+                continue
+            lines.append(
+                f"| {ratio} | {name} (B={v['super_batch_size']}) | "
+                f"{v['measured_step_cost_vs_plain']:.3f} | {v['throughput_vs_plain']:.3f} | "
+                f"{v['predicted_step_cost_vs_uniform']:.3f} | {v['measured_over_predicted']:.3f} |"
+            )
+    return "\n".join(lines)
+
+
 def thresholds_table(path, thresholds):
     """Updates each run needs to first reach each fixed value of the metric."""
     with open(path) as f:
@@ -92,4 +118,4 @@ if __name__ == "__main__":
         print(thresholds_table(args[0], [float(t) for t in args[i + 1 :]]))
     else:
         for p in args:
-            print(table(p))
+            print(step_cost_table(p) if p.endswith("step_cost.json") else table(p))
