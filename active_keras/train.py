@@ -414,9 +414,3 @@ def _train(
         except Exception as e:  # noqa: BLE001 - the trained run is saved; a figure must not fail it.
             print(f"warning: the report could not be written: {e!r}", file=sys.stderr, flush=True)
     return curve_logger.curve
-
-
-def summarize(curve, metric="test_accuracy"):
-    """Best value of `metric` on a curve and where it was reached."""
-    best = max(curve, key=lambda p: p[metric])
-    return {"best": best[metric], "best_step": best["step"], "final": curve[-1][metric]}

@@ -59,10 +59,9 @@ def _free_ports(n):
     return ports
 
 
-@pytest.mark.slow
-def test_multi_worker_cli_run_ends_with_identical_weights(tmp_path):
+def _pretrain_reference(tmp_path):
+    """Trains the reference once, so that every worker loads the same file."""
     ref = os.path.join(tmp_path, "ref.keras")
-    # Train the reference first so both workers load the same file.
     proc = subprocess.run(
         _cmd(os.path.join(tmp_path, "ref_run"), ref) + ["--gin_file=gin/reference.gin"],
         cwd=ROOT,
@@ -72,6 +71,12 @@ def test_multi_worker_cli_run_ends_with_identical_weights(tmp_path):
         env=_env(),
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return ref
+
+
+@pytest.mark.slow
+def test_multi_worker_cli_run_ends_with_identical_weights(tmp_path):
+    ref = _pretrain_reference(tmp_path)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
     model_dir = os.path.join(tmp_path, "run")
     workers = [

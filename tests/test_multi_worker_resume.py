@@ -21,7 +21,7 @@ import pytest
 import tensorflow as tf
 
 from tests.test_cli import ROOT
-from tests.test_distribute_cli import BINDINGS, _cmd, _env, _free_ports
+from tests.test_distribute_cli import BINDINGS, _env, _free_ports, _pretrain_reference
 
 NUM_STEPS = 24
 RUN = [b for b in BINDINGS if not b.startswith(("run.num_steps", "run.eval_every"))] + [
@@ -84,17 +84,7 @@ def _kill(proc):
 @pytest.mark.slow
 def test_killed_multi_worker_run_resumes_from_its_last_checkpoint(tmp_path):
     tmp_path = str(tmp_path)
-    ref = os.path.join(tmp_path, "ref.keras")
-    # Train the reference first so both workers (both runs) load the same file.
-    proc = subprocess.run(
-        _cmd(os.path.join(tmp_path, "ref_run"), ref) + ["--gin_file=gin/reference.gin"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=_env(),
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    ref = _pretrain_reference(tmp_path)  # Both workers, both runs, load the same file.
 
     model_dir = os.path.join(tmp_path, "run")
     cmd = _command(model_dir, ref)
@@ -125,6 +115,9 @@ def test_killed_multi_worker_run_resumes_from_its_last_checkpoint(tmp_path):
         assert at_kill is not None and 3 <= at_kill < NUM_STEPS, (at_kill, first_out[0][-3000:])
 
         # --- Second run: both workers restarted with the same command.
+        # Fresh ports: the killed workers' ports may not be free again yet, as after a real
+        # preemption the restarted cluster may also come back at other addresses.
+        cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
         workers, logs = _start_workers(cmd, cluster, tmp_path, "resumed")
         everything += workers
         deadline = time.time() + 900
