@@ -15,7 +15,7 @@ from tests.test_cli import ROOT, TINY
 BINDINGS = [b for b in TINY if "super_batch_size" not in b] + ["run.super_batch_size = 32"]
 
 
-def _cmd(model_dir, ref, *flags):
+def _cmd(model_dir, ref, *flags, bindings=BINDINGS):
     cmd = [
         sys.executable,
         "-m",
@@ -24,7 +24,7 @@ def _cmd(model_dir, ref, *flags):
         f"--model_dir={model_dir}",
         *flags,
     ]
-    return cmd + [f"--gin_bindings={b}" for b in BINDINGS + [f"run.reference_path = '{ref}'"]]
+    return cmd + [f"--gin_bindings={b}" for b in bindings + [f"run.reference_path = '{ref}'"]]
 
 
 def _env(**extra):

@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import keras
@@ -21,7 +20,7 @@ import pytest
 import tensorflow as tf
 
 from tests.test_cli import ROOT
-from tests.test_distribute_cli import BINDINGS, _env, _free_ports, _pretrain_reference
+from tests.test_distribute_cli import BINDINGS, _cmd, _env, _free_ports, _pretrain_reference
 
 NUM_STEPS = 24
 RUN = [b for b in BINDINGS if not b.startswith(("run.num_steps", "run.eval_every"))] + [
@@ -32,15 +31,7 @@ RUN = [b for b in BINDINGS if not b.startswith(("run.num_steps", "run.eval_every
 
 
 def _command(model_dir, ref):
-    cmd = [
-        sys.executable,
-        "-m",
-        "active_keras.main",
-        "--gin_file=gin/classact.gin",
-        f"--model_dir={model_dir}",
-        "--strategy=multi_worker_mirrored",
-    ]
-    return cmd + [f"--gin_bindings={b}" for b in RUN + [f"run.reference_path = '{ref}'"]]
+    return _cmd(model_dir, ref, "--strategy=multi_worker_mirrored", bindings=RUN)
 
 
 def _latest_step(model_dir):
