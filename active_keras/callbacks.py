@@ -48,7 +48,8 @@ class CurveLogger(keras.callbacks.Callback):
 
     Each point holds: step, learner_updates, examples_drawn (super-batch
     examples), examples_trained (sub-batch examples), FLOPs per model and
-    total from the ledger, the task's test metrics and the fit logs.
+    total from the ledger, the learner's learning rate at that step, the
+    task's test metrics and the fit logs.
 
     Args:
         task: Provides `evaluate(learner)`.
@@ -92,6 +93,10 @@ class CurveLogger(keras.callbacks.Callback):
             "examples_trained": int(step) * self.ledger.sub_batch_size,
         }
         point.update(self.ledger.totals(step))
+        # The schedule's value at this step: a budget-matched run must end at zero.
+        point["learning_rate"] = float(
+            keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)
+        )
         point.update(self.task.evaluate(self.model.learner))
         for key, value in (logs or {}).items():
             point[f"train_{key}"] = float(value)

@@ -17,8 +17,10 @@ gin files and bindings, grouped into comparisons that share one baseline.
 
 import concurrent.futures
 import dataclasses
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -42,6 +44,15 @@ flags.DEFINE_string("runs_dir", None, "Where run folders go; default benchmarks/
 flags.DEFINE_bool("reuse", True, "Skip runs whose metrics.json is complete.")
 flags.DEFINE_multi_string("only", [], "Run only these run names.")
 flags.DEFINE_bool("summarize_only", False, "Run nothing; summarize the runs that are complete.")
+flags.DEFINE_string(
+    "store",
+    None,
+    "Ladder suites: folder of the committed per-run files (metrics.json, operative_config.gin, "
+    "run.json); default benchmarks/results/<suite>_runs (smoke: inside --runs_dir).",
+)
+flags.DEFINE_multi_string(
+    "select", [], "Ladder suites: run only runs whose name starts with one of these prefixes."
+)
 
 
 @dataclasses.dataclass
@@ -52,86 +63,97 @@ class Run:
     group: str = "default"  # Runs of a group compare against the group's baseline.
     baseline: bool = False
     label: str = ""
+    ladder: dict = None  # For budget-ladder suites: regime, config, seed, budget, keep_fraction.
 
 
-def _classact_suite():
-    """ClassAct on Fashion-MNIST, 20% label noise and clean labels (most telling runs first)."""
-    common = ["run.num_steps = 3000", "run.eval_every = 250", "run.jit_compile = False"]
+# The ClassAct evidence protocol (METHOD.md "How to measure a speedup"): for each regime a
+# ladder of budgets; every run decays its learning rate to zero at its own budget.
+CLASSACT_REGIMES = {  # name -> (label noise, training images or None for all, budgets)
+    "noise20_train10k": (0.2, 10000, (375, 750, 1500, 3000)),
+    "noise20": (0.2, None, (1500, 3000, 6000)),
+    "clean": (0.0, None, (1500, 3000, 6000)),
+}
+CLASSACT_SEEDS = (0, 1, 2)
+SUB_BATCH = 64  # b: every configuration trains the learner on 64 examples a step.
+EVALS_PER_RUN = 5
 
-    def run(group, name, gin_file, label, policy=None, selection=None, lr="1e-3"):
-        noise = {"noise20": 0.2, "clean": 0.0, "noise20_train10k": 0.2}[group]
-        # A smaller training set: 3,000 updates are ~19 epochs, where uniform memorises noise.
-        small = ["ImageClassificationData.train_size = 10000"] if group.endswith("10k") else []
-        bindings = (
-            common
-            + small
-            + [
-                f"ImageClassificationData.label_noise = {noise}",
-                f"make_optimizer.learning_rate = {lr}",
-            ]
-        )
-        if policy:
-            bindings += [f"run.policy = '{policy}'", f"run.selection = '{selection}'"]
-        return Run(
-            f"{group}/{name}_lr{lr}",
-            [gin_file],
-            bindings,
-            group=group,
-            baseline=policy is None,
-            label=f"{label} lr={lr}",
-        )
 
-    active = "gin/classact.gin"
-    return [
-        run("noise20", "uniform", "gin/uniform.gin", "uniform"),
-        run(
-            "noise20",
-            "learnability_sample",
-            active,
-            "learnability (sample)",
-            "learnability",
-            "sample",
-        ),
-        run("clean", "uniform", "gin/uniform.gin", "uniform"),
-        run(
-            "clean",
-            "learnability_sample",
-            active,
-            "learnability (sample)",
-            "learnability",
-            "sample",
-        ),
-        # Uniform gets a learning-rate sweep: at least the tuning the active runs get.
-        run("noise20", "uniform", "gin/uniform.gin", "uniform", lr="2e-3"),
-        run("noise20", "learnability_topk", active, "learnability (top-k)", "learnability", "topk"),
-        run("noise20", "rho_loss_sample", active, "rho_loss (sample)", "rho_loss", "sample"),
-        run(
-            "noise20",
-            "hard_learner_sample",
-            active,
-            "hard_learner (sample)",
-            "hard_learner",
-            "sample",
-        ),
-        run(
-            "noise20",
-            "easy_reference_sample",
-            active,
-            "easy_reference (sample)",
-            "easy_reference",
-            "sample",
-        ),
-        run("clean", "uniform", "gin/uniform.gin", "uniform", lr="2e-3"),
-        run("noise20_train10k", "uniform", "gin/uniform.gin", "uniform"),
-        run(
-            "noise20_train10k",
-            "learnability_sample",
-            active,
-            "learnability (sample)",
-            "learnability",
-            "sample",
-        ),
+def _classact_configs(regime):
+    """(config name, gin file, policy, keep fraction, learning rate, budgets) of a regime."""
+    budgets = CLASSACT_REGIMES[regime][2]
+    configs = [
+        # Uniform gets a learning-rate sweep at every budget; the best is the baseline.
+        ("uniform_lr1e-3", "gin/uniform.gin", "uniform", 0.5, "1e-3", budgets),
+        ("uniform_lr2e-3", "gin/uniform.gin", "uniform", 0.5, "2e-3", budgets),
+        ("learnability_keep0.5", "gin/classact.gin", "learnability", 0.5, "1e-3", budgets),
     ]
+    if regime == "noise20_train10k":
+        configs += [
+            ("learnability_keep0.25", "gin/classact.gin", "learnability", 0.25, "1e-3", budgets),
+            # RHO-LOSS's filter ratio, at the three smallest budgets.
+            ("learnability_keep0.1", "gin/classact.gin", "learnability", 0.1, "1e-3", budgets[:3]),
+        ]
+    return configs
+
+
+def _classact_suite(smoke, reference_path):
+    """ClassAct on Fashion-MNIST: budget ladders, 3 seeds, decayed schedules, telling first."""
+    regimes = {"noise20_train10k": CLASSACT_REGIMES["noise20_train10k"]} if smoke else {}
+    regimes = regimes or CLASSACT_REGIMES
+    seeds = CLASSACT_SEEDS[:2] if smoke else CLASSACT_SEEDS
+    runs = []
+    for regime, (noise, train_size, _) in regimes.items():
+        data = [f"ImageClassificationData.label_noise = {noise}"]
+        if train_size:
+            data.append(f"ImageClassificationData.train_size = {train_size}")
+        for config, gin_file, policy, keep, lr, budgets in _classact_configs(regime):
+            if smoke:
+                if config not in ("uniform_lr1e-3", "learnability_keep0.5"):
+                    continue
+                budgets = (10, 20)
+            for seed in seeds:
+                for budget in budgets:
+                    bindings = data + [
+                        f"run.policy = '{policy}'",
+                        f"run.keep_fraction = {keep}",
+                        f"run.super_batch_size = {round(SUB_BATCH / keep)}",
+                        f"run.seed = {seed}",
+                        f"run.num_steps = {budget}",
+                        f"run.eval_every = {budget // EVALS_PER_RUN}",
+                        f"make_optimizer.learning_rate = {lr}",
+                        "make_optimizer.schedule = 'cosine'",
+                        "run.jit_compile = False",  # XLA is slower for these convolutions on CPU.
+                        "run.write_report = False",
+                        "run.record_selections = False",
+                        "run.selection_log_every = 0",
+                        f"run.reference_path = '{reference_path}'",
+                    ]
+                    runs.append(
+                        Run(
+                            f"{regime}/{config}/seed{seed}/n{budget}",
+                            [gin_file],
+                            bindings + (CLASSACT_SMOKE_BINDINGS if smoke else []),
+                            group=regime,
+                            baseline=policy == "uniform",
+                            label=config,
+                            ladder=dict(
+                                regime=regime,
+                                config=config,
+                                seed=seed,
+                                budget=budget,
+                                keep_fraction=keep,
+                            ),
+                        )
+                    )
+    return runs
+
+
+# The smoke ladder shrinks the data as gin/local.gin does, but keeps each run's budget.
+CLASSACT_SMOKE_BINDINGS = [
+    "ImageClassificationData.heldout_size = 1000",
+    "ImageClassificationData.train_size = 2000",
+    "train_reference.num_steps = 20",
+]
 
 
 def _activeclip_suite():
@@ -235,7 +257,9 @@ def _replay_suite():
 
 
 # name -> (runs factory, metric compared at the baseline's best).
-SUITES = {"classact": (_classact_suite, "test_accuracy")}
+# name -> runs factory(smoke, reference_path) of the budget-ladder suites (`_run_ladder`).
+LADDER_SUITES = {"classact": _classact_suite}
+SUITES = {}
 SUITES["replay"] = (_replay_suite, "test_accuracy")
 # Zero-shot accuracy on this small, unbalanced category set peaks early and is noisy;
 # retrieval recall is reported beside it.
@@ -375,13 +399,197 @@ def plot(results, path, metric="test_accuracy"):
     fig.savefig(path, dpi=90)
 
 
+def config_hash(run):
+    """A digest of the run's full gin configuration (files and bindings, as gin parsed them)."""
+    import gin
+
+    from active_keras import main as cli
+
+    cli.parse_config(run.gin_files, run.bindings)
+    text = gin.config_str()
+    gin.clear_config()
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _stored_run(store, run):
+    """The committed run.json of `run`, or None."""
+    path = os.path.join(store, run.name, "run.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def _reusable(store, run, digest):
+    stored = _stored_run(store, run)
+    if stored is None or stored.get("config_hash") != digest:
+        return False
+    return _complete(os.path.join(store, run.name, "metrics.json"), run.bindings)
+
+
+def _execute_ladder(run, runs_dir, store, digest, reuse):
+    """Runs one ladder run (unless its committed files match `digest`) and stores its files."""
+    if reuse and _reusable(store, run, digest):
+        return run.name, 0.0, "reused"
+    name, seconds, how = _execute(run, runs_dir, smoke=False, reuse=False)
+    src, dst = os.path.join(runs_dir, run.name), os.path.join(store, run.name)
+    os.makedirs(dst, exist_ok=True)
+    for file in ("metrics.json", "operative_config.gin"):
+        shutil.copyfile(os.path.join(src, file), os.path.join(dst, file))
+    info = dict(run.ladder, gin_files=run.gin_files, bindings=run.bindings)
+    info.update(config_hash=digest, seconds=round(seconds, 1), finished=time.strftime("%F %T"))
+    with open(os.path.join(dst, "run.json"), "w") as f:
+        json.dump(info, f, indent=1)
+    return name, seconds, how
+
+
+def ladder_record(store, name):
+    """The summary record of one stored ladder run (see `active_keras.ladder.summarize`)."""
+    with open(os.path.join(store, name, "run.json")) as f:
+        info = json.load(f)
+    with open(os.path.join(store, name, "metrics.json")) as f:
+        metrics = json.load(f)
+    final = metrics["curve"][-1]
+    forward = metrics["forward_flops_per_example"]
+    steps = [b for b in info["bindings"] if b.startswith("train_reference.num_steps")]
+    ref_steps = int(steps[-1].split("=")[1]) if steps else REFERENCE_STEPS
+    return {
+        "name": name,
+        "regime": info["regime"],
+        "config": info["config"],
+        "seed": info["seed"],
+        "budget": info["budget"],
+        "policy": metrics["policy"],
+        "keep_fraction": metrics["keep_fraction"],
+        "baseline": metrics["policy"] == "uniform",
+        "final_accuracy": final["test_accuracy"],
+        "peak_accuracy": max(p["test_accuracy"] for p in metrics["curve"]),
+        "final_learning_rate": final["learning_rate"],
+        "total_flops": final["total_flops"],
+        # Reported beside the speed-ups, not inside them: 3 forward passes a training example.
+        "reference_pretraining_flops": (
+            3 * forward["reference"] * ref_steps * REFERENCE_BATCH
+            if "reference" in forward
+            else None
+        ),
+        "seconds": info.get("seconds"),
+    }
+
+
+REFERENCE_STEPS, REFERENCE_BATCH = 2000, 128  # gin/fashion_mnist.gin's train_reference.
+
+
+def _run_ladder(make_runs):
+    smoke = FLAGS.smoke
+    runs_dir = FLAGS.runs_dir or os.path.join(
+        ROOT, "benchmarks", "runs_smoke" if smoke else "runs", FLAGS.suite
+    )
+    store = FLAGS.store or (
+        os.path.join(runs_dir, "stored")
+        if smoke
+        else os.path.join(ROOT, "benchmarks", "results", f"{FLAGS.suite}_runs")
+    )
+    out_dir = FLAGS.out_dir or (
+        os.path.join(runs_dir, "results") if smoke else os.path.join(ROOT, "benchmarks", "results")
+    )
+    reference = os.path.join(runs_dir, "_reference", "reference.keras")
+    # Relative to the repository where possible, so that the configuration hash is portable.
+    if os.path.abspath(reference).startswith(ROOT + os.sep):
+        reference = os.path.relpath(reference, ROOT)
+    runs = make_runs(smoke, reference)
+    if FLAGS.select:
+        runs = [r for r in runs if r.name.startswith(tuple(FLAGS.select))]
+    os.makedirs(out_dir, exist_ok=True)
+    start = time.time()
+    if not FLAGS.summarize_only:
+        digests = {r.name: config_hash(r) for r in runs}
+        todo = [r for r in runs if not (FLAGS.reuse and _reusable(store, r, digests[r.name]))]
+        print(f"{len(runs) - len(todo)} runs reused, {len(todo)} to run", flush=True)
+        active = [r for r in todo if not r.baseline]
+        if active:  # The shared reference, before runs start in parallel.
+            _execute(
+                Run("_reference", active[0].gin_files + ["gin/reference.gin"], active[0].bindings),
+                runs_dir,
+                smoke=False,
+                reuse=False,
+            )
+        with concurrent.futures.ThreadPoolExecutor(FLAGS.jobs) as pool:
+            futures = [
+                pool.submit(_execute_ladder, r, runs_dir, store, digests[r.name], False)
+                for r in todo
+            ]
+            for fut in concurrent.futures.as_completed(futures):
+                name, seconds, how = fut.result()
+                print(f"{name}: {how} ({seconds:.0f} s)", flush=True)
+    done = [r for r in runs if _stored_run(store, r) is not None]
+    records = [ladder_record(store, r.name) for r in done]
+    from active_keras import ladder
+
+    results = {
+        "suite": FLAGS.suite,
+        "smoke": smoke,
+        "command": "python tools/benchmark.py " + " ".join(sys.argv[1:]),
+        "protocol": {
+            "regimes": {k: list(v) for k, v in CLASSACT_REGIMES.items()},
+            "seeds": list(CLASSACT_SEEDS),
+            "sub_batch_size": SUB_BATCH,
+            "schedule": "cosine decay to zero at each run's budget",
+        },
+        "not_run": [r.name for r in runs if r not in done],
+        "seconds_this_call": round(time.time() - start),
+        "run_seconds_total": round(sum(r["seconds"] or 0 for r in records)),
+        "summary": ladder.summarize(records),
+        "runs": records,
+    }
+    with open(os.path.join(out_dir, f"{FLAGS.suite}.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    plot_ladder(results["summary"], os.path.join(out_dir, f"{FLAGS.suite}.png"))
+    print(f"{len(done)} of {len(runs)} runs done; summary in {out_dir}/{FLAGS.suite}.json")
+
+
+def plot_ladder(summary, path):
+    """Final accuracy against budget (mean and spread over seeds), one panel a regime."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    regimes = list(summary) or ["(no runs)"]
+    fig, axes = plt.subplots(1, len(regimes), figsize=(5.5 * len(regimes), 4.2), squeeze=False)
+    for ax, regime in zip(axes[0], regimes, strict=True):
+        for config, row in summary.get(regime, {}).items():
+            if config.startswith("_"):
+                continue
+            mean, std = row["final_accuracy_mean"], row["final_accuracy_std"]
+            ax.errorbar(
+                row["budgets"],
+                mean,
+                yerr=std,
+                fmt="--o" if row["baseline"] else "-o",
+                ms=3,
+                capsize=3,
+                label=f"{config} ({row['seeds']} seeds)",
+            )
+        ax.set_xscale("log")
+        ax.set_xlabel("budget (learner updates; LR decayed to 0 at the budget)")
+        ax.set_ylabel("final test accuracy")
+        ax.set_title(regime)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+
+
 def main(argv):
     del argv
+    if FLAGS.suite in LADDER_SUITES:
+        return _run_ladder(LADDER_SUITES[FLAGS.suite])
     if FLAGS.suite in CUSTOM_SUITES:
         return CUSTOM_SUITES[FLAGS.suite](FLAGS.out_dir, FLAGS.smoke)
     if FLAGS.suite not in SUITES:
         raise app.UsageError(
-            f"Unknown suite {FLAGS.suite!r}; have {sorted(SUITES) + sorted(CUSTOM_SUITES)}."
+            f"Unknown suite {FLAGS.suite!r}; have "
+            f"{sorted(SUITES) + sorted(LADDER_SUITES) + sorted(CUSTOM_SUITES)}."
         )
     make_runs, metric, *also = SUITES[FLAGS.suite]
     also = also[0] if also else ()
