@@ -38,11 +38,15 @@ import gin
 import tensorflow as tf
 from absl import logging
 
+from active_keras import peers
+
 STRATEGIES = ("one_device", "mirrored", "multi_worker_mirrored", "tpu")
+# Long enough for real clusters whose workers start minutes apart.
+DEFAULT_PEER_TIMEOUT = 600
 
 
 @gin.configurable
-def make_strategy(name="one_device", tpu_address=None, devices=None):
+def make_strategy(name="one_device", tpu_address=None, devices=None, peer_timeout=None):
     """Builds a `tf.distribute.Strategy` by name.
 
     Args:
@@ -60,6 +64,13 @@ def make_strategy(name="one_device", tpu_address=None, devices=None):
         tpu_address: For `"tpu"`: a TPU name or `grpc://` address; `"local"` on a
             TPU VM; `None` reads `TPU_NAME` / Colab's `COLAB_TPU_ADDR`.
         devices: Optional device names for `"one_device"` / `"mirrored"`.
+        peer_timeout: For `"multi_worker_mirrored"`: seconds a worker waits for
+            its peers, at start-up (every worker must join the cluster within
+            it) and in every collective (`CommunicationOptions.timeout_seconds`).
+            A worker whose peer has gone then ends with an error naming the
+            worker that is missing (`active_keras.peers`), instead of waiting
+            without end.
+            Default `DEFAULT_PEER_TIMEOUT` (600 s).
 
     Returns:
         The strategy. Build and compile models inside `strategy.scope()`.
@@ -93,7 +104,12 @@ def make_strategy(name="one_device", tpu_address=None, devices=None):
             config = json.loads(os.environ["TF_CONFIG"])
             logging.info("TF_CONFIG task %s, cluster %s", config.get("task"), config.get("cluster"))
         _fresh_collective_keys(tf.distribute.MultiWorkerMirroredStrategy)
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        timeout = DEFAULT_PEER_TIMEOUT if peer_timeout is None else peer_timeout
+        options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=timeout)
+        # Joining the cluster blocks inside TensorFlow until every worker has registered, and
+        # no public setting bounds that wait: a watchdog ends the process if it takes too long.
+        with peers.start_deadline(timeout):
+            return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     if name == "tpu":
         if tpu_address is None:
             tpu_address = os.environ.get("TPU_NAME") or os.environ.get("COLAB_TPU_ADDR")

@@ -9,6 +9,7 @@ Flags:
                   MODEL_DIR/baseline with the same configs; prints the comparison.
   --strategy      one_device | mirrored | multi_worker_mirrored | tpu.
   --tpu_address   For --strategy=tpu.
+  --peer_timeout  Multi-worker: seconds to wait for a missing peer (default 600).
 
 Example:
 
@@ -34,6 +35,12 @@ flags.DEFINE_enum(
     "tf.distribute strategy (overrides run.strategy); multi-worker reads TF_CONFIG.",
 )
 flags.DEFINE_string("tpu_address", None, "TPU name or grpc:// address ('local' on a TPU VM).")
+flags.DEFINE_integer(
+    "peer_timeout",
+    None,
+    "Multi-worker: seconds to wait for a peer worker (to join, or in a collective) before "
+    "exiting with an error that names it (default 600).",
+)
 flags.DEFINE_integer(
     "logical_cpus", 0, "Split the CPU into this many logical devices (to try mirrored on a CPU)."
 )
@@ -111,6 +118,8 @@ def main(argv):
             bindings.append(f"run.strategy = '{FLAGS.strategy}'")
         if FLAGS.tpu_address:
             bindings.append(f"make_strategy.tpu_address = '{FLAGS.tpu_address}'")
+        if FLAGS.peer_timeout is not None:
+            bindings.append(f"make_strategy.peer_timeout = {FLAGS.peer_timeout}")
         curve = run_config(FLAGS.gin_file, bindings, model_dir, FLAGS.local)
         if FLAGS.compare_with and curve:
             baseline_dir = os.path.join(model_dir, "baseline")
@@ -135,6 +144,30 @@ def main(argv):
     except (ValueError, FileNotFoundError, PermissionError, FloatingPointError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
+    except Exception as e:
+        if not _lost_peer(e):
+            raise
+        from active_keras import peers
+
+        # TF's message starts "Graph execution error:"; the cause is on a later line.
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        causes = [ln for ln in lines if "aborted by" in ln or "Deadline" in ln] or lines[-1:]
+        cause = causes[0] if causes else "no message"
+        print(
+            f"error: lost contact with the other workers ({type(e).__name__}: {cause}): "
+            f"{peers.describe_lost()} Restart every worker with the same command to resume "
+            "from the last checkpoint.",
+            file=sys.stderr,
+        )
+        sys.exit(1)
+
+
+def _lost_peer(error):
+    """Whether `error` is a collective that failed because a multi-worker peer went away."""
+    import tensorflow as tf
+
+    lost = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError)
+    return bool(os.environ.get("TF_CONFIG")) and isinstance(error, lost)
 
 
 if __name__ == "__main__":

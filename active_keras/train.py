@@ -17,6 +17,7 @@ curve = train.run("/tmp/classact")
 import contextlib
 import os
 import sys
+import tempfile
 
 import gin
 import keras
@@ -142,10 +143,11 @@ def load_or_train_reference(task, path, retrain_mismatched=False):
 def _writable_dir(model_dir):
     try:
         os.makedirs(model_dir, exist_ok=True)
-        probe = os.path.join(model_dir, ".write_test")
-        with open(probe, "w") as f:
-            f.write("ok")
-        os.remove(probe)
+        # A probe of its own: the workers of a multi-worker run share model_dir and start
+        # together; with one probe name, one worker removed the other's probe, which then
+        # failed as "not writable (No such file or directory)".
+        with tempfile.NamedTemporaryFile(dir=model_dir, prefix=".write_test"):
+            pass
     except OSError as e:
         raise PermissionError(
             f"model_dir {model_dir!r} is not writable ({e.strerror}); pass a writable --model_dir."
@@ -153,8 +155,11 @@ def _writable_dir(model_dir):
 
 
 def write_operative_config(model_dir):
-    with open(os.path.join(model_dir, "operative_config.gin"), "w") as f:
+    path = os.path.join(model_dir, "operative_config.gin")
+    tmp = f"{path}.tmp{os.getpid()}"  # Per process: workers may share model_dir.
+    with open(tmp, "w") as f:
         f.write(gin.operative_config_str())
+    os.replace(tmp, path)
 
 
 @gin.configurable(denylist=["model_dir"])

@@ -10,7 +10,6 @@ assert on its JSON results. The multi-worker test starts two worker processes
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -22,6 +21,7 @@ import tensorflow as tf
 from active_keras import ActiveLearner, distribute
 from active_keras.data.classification import ImageClassificationData
 from active_keras.models import cnn
+from tests.processes import ProcessGroup, local_cluster, worker_env
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 POLICIES = ("uniform", "hard_learner", "easy_reference", "learnability", "rho_loss")
@@ -118,41 +118,19 @@ def test_every_policy_runs_under_mirrored(tmp_path, scope):
         assert result[policy]["finite"] and np.isfinite(result[policy]["loss"]), policy
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_multi_worker_mirrored_workers_agree(tmp_path):
-    ports = [_free_port(), _free_port()]
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-    procs = []
-    for index in range(2):
-        config = {"cluster": cluster, "task": {"type": "worker", "index": index}}
-        procs.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    os.path.join(HERE, "multi_worker_worker.py"),
-                    "--out",
-                    str(tmp_path / f"worker{index}.npz"),
-                ],
-                env={**os.environ, "TF_CONFIG": json.dumps(config), "TF_CPP_MIN_LOG_LEVEL": "2"},
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
+    cluster = local_cluster(2)
+    with ProcessGroup(tmp_path / "logs") as workers:
+        for index in range(2):
+            script = os.path.join(HERE, "multi_worker_worker.py")
+            out = str(tmp_path / f"worker{index}.npz")
+            workers.start(
+                f"worker{index}",
+                [sys.executable, script, "--out", out],
+                env=worker_env(cluster, index),
             )
-        )
-    try:
-        logs = [p.communicate(timeout=300)[0] for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    for p, log in zip(procs, logs, strict=True):
-        assert p.returncode == 0, log[-4000:]
+        workers.wait(timeout=300)  # Fails at once, with both outputs, if a worker fails.
     w0, w1 = (np.load(tmp_path / f"worker{i}.npz") for i in range(2))
     assert int(w0["replicas"]) == 2
     weights = [k for k in w0.files if k.startswith(("learner_", "actor_"))]

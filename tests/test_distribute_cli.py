@@ -2,7 +2,6 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -10,6 +9,7 @@ import keras
 import numpy as np
 import pytest
 
+from tests.processes import ProcessGroup, local_cluster, worker_env
 from tests.test_cli import ROOT, TINY
 
 BINDINGS = [b for b in TINY if "super_batch_size" not in b] + ["run.super_batch_size = 32"]
@@ -49,16 +49,6 @@ def test_mirrored_cli_run_on_two_logical_cpus(tmp_path):
     assert np.isfinite(curve[-1]["test_accuracy"])
 
 
-def _free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 def _pretrain_reference(tmp_path):
     """Trains the reference once, so that every worker loads the same file."""
     ref = os.path.join(tmp_path, "ref.keras")
@@ -77,27 +67,39 @@ def _pretrain_reference(tmp_path):
 @pytest.mark.slow
 def test_multi_worker_cli_run_ends_with_identical_weights(tmp_path):
     ref = _pretrain_reference(tmp_path)
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
+    cluster = local_cluster(2)
     model_dir = os.path.join(tmp_path, "run")
-    workers = [
-        subprocess.Popen(
-            _cmd(model_dir, ref, "--strategy=multi_worker_mirrored"),
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=_env(
-                TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})
-            ),
-        )
-        for i in range(2)
-    ]
-    outputs = [w.communicate(timeout=900)[0] for w in workers]
-    for w, out in zip(workers, outputs, strict=True):
-        assert w.returncode == 0, out[-3000:]
+    with ProcessGroup(tmp_path / "logs") as workers:
+        for i in range(2):
+            workers.start(
+                f"worker{i}",
+                _cmd(model_dir, ref, "--strategy=multi_worker_mirrored"),
+                cwd=ROOT,
+                env=worker_env(cluster, i),
+            )
+        workers.wait(timeout=900)  # Fails at once, with both outputs, if a worker fails.
     chief = keras.models.load_model(os.path.join(model_dir, "learner.keras"))
     other = keras.models.load_model(os.path.join(model_dir, "learner.worker1.keras"))
     for a, b in zip(chief.weights, other.weights, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     with open(os.path.join(model_dir, "metrics.json")) as f:
         assert json.load(f)["curve"][-1]["step"] == 12
+
+
+@pytest.mark.slow
+def test_a_worker_whose_peer_never_starts_exits_naming_it(tmp_path):
+    # Worker 1 of a two-worker cluster, alone: it must not wait without end.
+    cluster = local_cluster(2)
+    cmd = _cmd(os.path.join(tmp_path, "run"), os.path.join(tmp_path, "ref.keras"))
+    cmd += ["--strategy=multi_worker_mirrored", "--peer_timeout=60"]
+    with ProcessGroup(tmp_path / "logs") as workers:
+        workers.start("worker1", cmd, cwd=ROOT, env=worker_env(cluster, 1))
+        # Start-up (TensorFlow's import), then 60 s: about 80 s on an idle 2-core machine.
+        status = workers.wait_exit("worker1", timeout=240)
+        out = workers.output("worker1")
+    assert status != 0, out[-3000:]
+    expected = (
+        "error: the multi-worker cluster did not come together within 60 s: "
+        f"worker 0 ({cluster['worker'][0]}) is not reachable"
+    )
+    assert expected in out, out[-3000:]

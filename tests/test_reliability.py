@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import gin
@@ -18,7 +19,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from active_keras import ActiveLearner, checkpointing
+from active_keras import ActiveLearner, checkpointing, train
 from active_keras import main as main_lib
 from active_keras.callbacks import NonFiniteLossError, StopOnNaN
 from active_keras.data.classification import ImageClassificationData
@@ -254,3 +255,27 @@ def test_stop_on_nan_counts_from_the_resumed_step():
     callback.on_train_batch_end(0, {"loss": 1.0})
     with pytest.raises(NonFiniteLossError, match="nan at step 42"):
         callback.on_train_batch_end(1, {"loss": float("nan")})
+
+
+def test_workers_sharing_a_model_dir_pass_its_write_check_together(tmp_path):
+    # The workers of a multi-worker run start together and check their shared model_dir at
+    # the same moment. With one probe file name, one removed the other's probe, and the
+    # other exited at start-up with "not writable (No such file or directory)", leaving its
+    # peer waiting: the flaky multi-worker test. Threads reproduce that overlap at once.
+    shared = str(tmp_path / "shared")
+    errors = []
+
+    def check():
+        for _ in range(300):
+            try:
+                train._writable_dir(shared)
+            except PermissionError as e:
+                errors.append(str(e))
+
+    threads = [threading.Thread(target=check) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert os.listdir(shared) == []  # No probe left behind.

@@ -1,0 +1,89 @@
+"""Multi-worker peers: who is reachable, and the deadline for joining a cluster."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import tensorflow as tf
+
+from active_keras import peers
+from tests.processes import free_ports
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _tf_config(addresses, index):
+    return json.dumps(
+        {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}}
+    )
+
+
+class PeersTest(tf.test.TestCase):
+    def test_cluster_peers_are_the_other_tasks(self):
+        config = _tf_config(["h0:1", "h1:2", "h2:3"], 1)
+        self.assertEqual(peers.cluster_peers(config), [("worker 0", "h0:1"), ("worker 2", "h2:3")])
+
+    def test_unreachable_names_only_the_peer_that_is_not_listening(self):
+        with socket.socket() as listening:
+            listening.bind(("127.0.0.1", 0))
+            listening.listen()
+            up = f"127.0.0.1:{listening.getsockname()[1]}"
+            down = f"127.0.0.1:{free_ports(1)[0]}"
+            config = _tf_config([up, "127.0.0.1:1", down], 1)
+            self.assertEqual(peers.unreachable(config), [f"worker 2 ({down})"])
+            self.assertEqual(
+                peers.describe_lost(config),
+                f"worker 2 ({down}) is not reachable: exited, or never started.",
+            )
+
+    def test_start_deadline_ends_a_process_stuck_past_it_naming_the_missing_peer(self):
+        down = f"127.0.0.1:{free_ports(1)[0]}"
+        code = textwrap.dedent(
+            """
+            import time
+            from active_keras import peers
+            with peers.start_deadline(2):
+                time.sleep(120)
+            """
+        )
+        env = {**os.environ, "TF_CONFIG": _tf_config([down, "127.0.0.1:9"], 1)}
+        start = time.time()
+        proc = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=100,
+        )
+        self.assertLess(time.time() - start, 60)
+        self.assertNotEqual(proc.returncode, 0)
+        self.assertIn(
+            f"error: the multi-worker cluster did not come together within 2 s: worker 0 ({down})",
+            proc.stderr,
+        )
+
+    def test_start_deadline_does_nothing_when_the_block_ends_in_time(self):
+        code = textwrap.dedent(
+            """
+            import time
+            from active_keras import peers
+            with peers.start_deadline(3):
+                pass
+            time.sleep(5)  # Past the deadline: the watchdog must be gone.
+            print("still here")
+            """
+        )
+        proc = subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=100
+        )
+        self.assertEqual(proc.returncode, 0, proc.stderr[-2000:])
+        self.assertIn("still here", proc.stdout)
+
+
+if __name__ == "__main__":
+    tf.test.main()
