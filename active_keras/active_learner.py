@@ -39,6 +39,7 @@ computed in float32; with `mixed_float16` every optimizer is loss-scaled.
 """
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras.src import tree
 from keras.src.losses.loss import scale_loss_for_distribution, unscale_loss_for_distribution
@@ -192,6 +193,14 @@ class ActiveLearner(keras.Model):
             their per-example losses) with `tf.function(jit_compile=True)` in
             each replica. `"auto"`: only under a non-TPU strategy with GPUs, where
             Keras turns XLA off for the step; `True` / `False`: always / never.
+        reference_losses: Precomputed per-example losses of the frozen
+            reference, a float32 vector indexed by `example_id` (see
+            `active_keras.reference_losses`). The step then looks each
+            example's reference loss up (`tf.gather`, XLA-compatible) instead of
+            running the reference over the super-batch; every batch must carry
+            `metadata["example_id"]`. Valid only when an example's reference
+            loss never changes: fixed data, no random augmentation. Also
+            settable with `use_reference_losses()` before the first `fit()`.
 
     Under a strategy, `super_batch_size` is the global `B` over all replicas.
     """
@@ -211,6 +220,7 @@ class ActiveLearner(keras.Model):
         seed=None,
         selection_scope="local",
         jit_scoring="auto",
+        reference_losses=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -236,11 +246,20 @@ class ActiveLearner(keras.Model):
         if super_batch_size is not None:
             self.sub_batch_size(super_batch_size)  # Fails early on b == 0 or b == B.
         needs = set(self.policy.requires)
-        if ("reference" in needs or online_reference) and reference is None:
+        if online_reference and reference_losses is not None:
+            raise ValueError(
+                "reference_losses are losses of a frozen reference; an online reference changes "
+                "every step. Use one or the other."
+            )
+        if ("reference" in needs and reference_losses is None or online_reference) and (
+            reference is None
+        ):
             raise ValueError(
                 f"Policy {self.policy.name!r} needs a reference model: pass reference=."
             )
         if "actor" in needs and actor is None:
+            if reference is None:
+                raise ValueError(f"Policy {self.policy.name!r} needs an actor: pass actor=.")
             actor = _fresh_copy(reference)
         self.learner = learner
         self.actor = actor
@@ -270,6 +289,9 @@ class ActiveLearner(keras.Model):
                 name="last_selected_ids",
             )
         object.__setattr__(self, "last_selected_ids", ids)
+        self.reference_loss_table = None
+        if reference_losses is not None:
+            self.use_reference_losses(reference_losses)
         # Built models (functional, Sequential with an Input) need no data to build the wrapper.
         if all(m.built for m in [learner, *self._small_models()]):
             self.built = True
@@ -283,6 +305,30 @@ class ActiveLearner(keras.Model):
         return [n for n in names if n != "reference"]
 
     # ----------------------------------------------------------------- set-up
+
+    def use_reference_losses(self, table):
+        """Scores with precomputed reference losses (`table[example_id]`) from now on.
+
+        Args:
+            table: float32 vector of the frozen reference's per-example loss,
+                indexed by example id (ids absent from the data may hold NaN).
+        """
+        if "reference" not in self.policy.requires:
+            raise ValueError(
+                f"Policy {self.policy.name!r} does not read reference losses; "
+                "reference_losses would not be used."
+            )
+        if getattr(self._select, "uses_context", False):
+            raise ValueError(
+                f"Selection {self.selection!r} reads the reference's outputs, not only its "
+                "losses: it cannot use precomputed reference losses."
+            )
+        if getattr(self, "train_function", None) is not None:
+            raise ValueError("Set reference losses before the first fit().")
+        table = np.asarray(table, np.float32)
+        if table.ndim != 1:
+            raise ValueError(f"reference_losses must be a vector indexed by id, got {table.shape}.")
+        self.reference_loss_table = table
 
     def sub_batch_size(self, super_batch_size):
         """Returns `b` for a super-batch of `super_batch_size`, checking 0 < b < B."""
@@ -405,11 +451,13 @@ class ActiveLearner(keras.Model):
             return tf.cast(self.example_loss(y, y_pred), tf.float32)
         return self.per_example_loss(y, y_pred)
 
-    def score(self, x, y):
+    def score(self, x, y, example_id=None):
         """Scores a super-batch under the policy.
 
         With `jit_scoring` in effect this runs as its own XLA computation
         (`tf.function(jit_compile=True)`) on the calling replica's device.
+        With precomputed reference losses, `example_id` (`[B]` ids) looks
+        them up and the reference model is not run.
 
         Returns:
             `(scores, context)`: float32 scores `[B]`, and a dict with the
@@ -418,16 +466,22 @@ class ActiveLearner(keras.Model):
             Outputs keep the models' compute dtype (float16 / bfloat16 under a
             mixed policy); losses and scores are float32.
         """
+        if self.reference_loss_table is not None and example_id is None:
+            raise ValueError(
+                "Scoring with precomputed reference losses needs each example's id: give "
+                "batches as (x, y, {'example_id': ids}) (plain NumPy fit() has no ids), or "
+                "drop reference_losses."
+            )
         if not self._use_jit_scoring():
-            return self._score(x, y)
+            return self._score(x, y, example_id)
         if tf.distribute.in_cross_replica_context() and not tf.distribute.has_strategy():
             # Plain (default-strategy) calls: one cached function.
             if self._eager_jit_score is None:
                 self._eager_jit_score = tf.function(self._score, jit_compile=True)
-            return self._eager_jit_score(x, y)
+            return self._eager_jit_score(x, y, example_id)
         # Inside a replica: a fresh function per trace, so that each replica
         # traces its own copy, capturing its own copies of mirrored variables.
-        return tf.function(self._score, jit_compile=True)(x, y)
+        return tf.function(self._score, jit_compile=True)(x, y, example_id)
 
     def _use_jit_scoring(self):
         if self.jit_scoring != "auto":
@@ -439,13 +493,19 @@ class ActiveLearner(keras.Model):
             and bool(tf.config.list_logical_devices("GPU"))  # Keras keeps CPUs off XLA too.
         )
 
-    def _score(self, x, y):
+    def _score(self, x, y, example_id=None):
         models = {"learner": self.learner, "actor": self.actor, "reference": self.reference}
+        looked_up = {}
+        if self.reference_loss_table is not None:
+            ids = tf.cast(example_id, tf.int32)
+            looked_up["reference"] = tf.gather(tf.constant(self.reference_loss_table), ids)
         outputs = {
             name: tf.nest.map_structure(tf.stop_gradient, models[name](x, training=False))
             for name in self.policy.requires
+            if name not in looked_up
         }
         losses = {name: self.example_losses(y, out) for name, out in outputs.items()}
+        losses.update(looked_up)
         first = tf.nest.flatten(x)[0]
         batch_size = first.shape[0] if first.shape[0] is not None else tf.shape(first)[0]
         scores = tf.stop_gradient(self.policy(losses, batch_size))
@@ -541,7 +601,7 @@ class ActiveLearner(keras.Model):
         """Scores and selects; returns this replica's `(x, y, sw, corrupted, scores, b)`."""
         replica = tf.distribute.get_replica_context()
         replicas = replica.num_replicas_in_sync if replica is not None else 1
-        scores, context = self.score(x, y)
+        scores, context = self.score(x, y, example_id)
         if self.selection_scope == "local" or replicas == 1:
             b = self.sub_batch_size(size)
             index = self.select(scores, b, context)

@@ -18,6 +18,7 @@ ledger.totals(steps=1000)["total"]
 
 import dataclasses
 
+import numpy as np
 import tensorflow as tf
 
 
@@ -70,7 +71,9 @@ class FlopLedger:
     A uniform step costs `3 F_L b`. Scoring adds one forward pass over the
     super-batch `B` for each model the policy reads (`F_L B` for the learner,
     `F_A B` for actor and reference); the actor trains on `b` (`3 F_A b`); an
-    online reference also trains on all of `B` (`3 F_R B`).
+    online reference also trains on all of `B` (`3 F_R B`). Precomputed
+    reference losses replace the reference's pass over every super-batch with
+    one pass over the training set before the run (`F_A N`), charged once.
 
     Attributes:
         flops: Forward FLOPs per example of each model present.
@@ -79,6 +82,8 @@ class FlopLedger:
         scored_by: Models run over the whole super-batch to score it.
         trained_on_sub_batch: Models updated on the `b` selected examples.
         trained_on_super_batch: Models updated on all `B` examples.
+        one_time: FLOPs spent once, before the first step, per model (the
+            precomputing pass of reference losses).
     """
 
     flops: dict
@@ -87,6 +92,7 @@ class FlopLedger:
     scored_by: tuple = ()
     trained_on_sub_batch: tuple = ("learner",)
     trained_on_super_batch: tuple = ()
+    one_time: dict = dataclasses.field(default_factory=dict)
 
     @classmethod
     def for_learner(cls, model, super_batch_size):
@@ -98,11 +104,18 @@ class FlopLedger:
         present = {"learner": model.learner, "actor": model.actor, "reference": model.reference}
         flops = {k: forward_flops(m, input_shape) for k, m in present.items() if m is not None}
         trained = ["learner"] + (["actor"] if model.actor is not None else [])
+        scored_by, one_time = tuple(model.policy.requires), {}
+        table = model.reference_loss_table
+        if table is not None:
+            # Looked up, not computed: one forward pass over each scored example, once.
+            scored_by = tuple(m for m in scored_by if m != "reference")
+            one_time["reference"] = flops["reference"] * int(np.isfinite(table).sum())
         return cls(
             flops=flops,
             super_batch_size=super_batch_size,
             sub_batch_size=model.sub_batch_size(super_batch_size),
-            scored_by=tuple(model.policy.requires),
+            scored_by=scored_by,
+            one_time=one_time,
             trained_on_sub_batch=tuple(trained),
             trained_on_super_batch=("reference",) if model.online_reference else (),
         )
@@ -119,8 +132,11 @@ class FlopLedger:
         return cost
 
     def totals(self, steps):
-        """Cumulative FLOPs after `steps` steps: per model, plus "total"."""
-        out = {f"{name}_flops": int(v) * int(steps) for name, v in self.per_step().items()}
+        """Cumulative FLOPs after `steps` steps (one-time costs included): per model, "total"."""
+        out = {
+            f"{name}_flops": int(v) * int(steps) + int(self.one_time.get(name, 0))
+            for name, v in self.per_step().items()
+        }
         out["total_flops"] = sum(out.values())
         return out
 

@@ -125,9 +125,9 @@ class SelectionLogger(keras.callbacks.Callback):
         if step != self._last_step:
             self.record(step)  # The end of the run, when it is not on the grid.
 
-    def _score_and_select(self, x, y):
+    def _score_and_select(self, x, y, example_id=None):
         model = self.model
-        scores, context = model.score(x, y)
+        scores, context = model.score(x, y, example_id)
         k = model.sub_batch_size(int(scores.shape[0]))
         # Selecting draws from the model's seed generator: put its state back so
         # that logging does not change the noise of the training steps.
@@ -143,7 +143,9 @@ class SelectionLogger(keras.callbacks.Callback):
         all_scores, selected, labels, corrupted, losses = [], [], [], [], {}
         for _ in range(self.batches_per_record):
             x, y, metadata = next(self._iterator)
-            scores, index, batch_losses = self._score_and_select(x, y)
+            scores, index, batch_losses = self._score_and_select(
+                x, y, metadata.get("example_id")
+            )
             mask = np.zeros(scores.shape[0], bool)
             mask[index] = True
             facts = self.task.describe_batch(x, y, metadata)

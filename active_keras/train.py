@@ -25,6 +25,7 @@ import tensorflow as tf
 
 from active_keras import callbacks as callbacks_lib
 from active_keras import checkpointing, distribute, flops, replay, report, selection_log
+from active_keras import reference_losses as reference_losses_lib
 from active_keras.active_learner import ActiveLearner
 from active_keras.selection import policies
 
@@ -188,6 +189,7 @@ def run(
     selection_scope="global",
     record_selections=True,
     replay_from=None,
+    reference_losses=None,
 ):
     """Trains the reference (mode "reference") or a learner (mode "train").
 
@@ -231,6 +233,11 @@ def run(
         replay_from: A recorded run's model_dir: train the learner with plain
             `fit` on that run's selected sub-batches, in order (no scoring;
             `replay.train_replay`). The data set-up must match the recorded run's.
+        reference_losses: `'auto'` to score the training set once with the
+            frozen reference and look its losses up by example id in every
+            step (cached beside `reference_path`; `active_keras.reference_losses`),
+            or the path of such a cache; `None` computes them every step.
+            Selection is unchanged; the reference's per-step pass is saved.
 
     Returns:
         The curve: a list of dicts, one per evaluation.
@@ -286,6 +293,7 @@ def run(
             write_report=write_report,
             selection_scope=selection_scope,
             record_selections=record_selections,
+            reference_losses=reference_losses,
         )
 
 
@@ -312,6 +320,7 @@ def _train(
     write_report,
     selection_scope,
     record_selections,
+    reference_losses,
 ):
     """The learner run of `run()`, inside the strategy's scope when there is one."""
     # Under multi-worker training every worker runs this; only the chief writes shared files.
@@ -346,6 +355,15 @@ def _train(
         metrics=task.metrics(),
         jit_compile=jit_compile,
     )
+    if reference_losses:
+        if "reference" not in policy.requires or online_reference:
+            raise ValueError(
+                f"run.reference_losses = {reference_losses!r} needs a policy that reads a frozen "
+                f"reference (policy {policy.name!r}, online_reference={online_reference})."
+            )
+        model.use_reference_losses(
+            reference_losses_lib.load_or_compute(reference_losses, model, task, reference_path)
+        )
     ledger = flops.FlopLedger.for_learner(model, super_batch_size)
     facts = {
         "policy": policy.name,
@@ -356,6 +374,8 @@ def _train(
         "sub_batch_size": ledger.sub_batch_size,
         "forward_flops_per_example": ledger.flops,
         "predicted_step_cost_vs_uniform": ledger.overhead(),
+        "one_time_flops": ledger.one_time,
+        "reference_losses": "precomputed" if reference_losses else "computed each step",
         "seed": seed,
     }
     checkpointer = checkpointing.Checkpointer(

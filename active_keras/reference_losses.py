@@ -1,0 +1,143 @@
+"""Precomputed reference losses: score the training set once with the frozen reference.
+
+A frozen reference gives an example the same loss every time it is drawn
+(without random augmentation), so computing it on every super-batch spends
+`F_A * B` FLOPs a step for nothing. `load_or_compute` streams the training
+split through the reference once, and caches the per-example losses beside
+the reference file, keyed by a fingerprint of the reference's weights and of
+the data (ids, labels, images); `ActiveLearner(reference_losses=table)` then
+looks them up by `example_id` in the train step.
+
+A cache is never used for another reference or other data: a mismatch is an
+error that names what differs.
+
+Example:
+
+```python
+from active_keras import reference_losses
+
+table = reference_losses.load_or_compute("auto", model, task, "runs/ref.keras")
+model.use_reference_losses(table)  # Before fit().
+```
+"""
+
+import hashlib
+import os
+
+import numpy as np
+import tensorflow as tf
+
+BATCH = 1024
+
+
+def model_fingerprint(model):
+    """A digest of a model's weights (values and shapes, in order)."""
+    digest = hashlib.sha256()
+    for w in model.weights:
+        value = np.ascontiguousarray(w.numpy())
+        digest.update(str((w.path, value.shape, value.dtype)).encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
+
+
+def _batches(task):
+    """The training split in a fixed order: `(x, y, example_id)` batches."""
+    for x, y, meta in task.dataset("train", BATCH, shuffle=False, repeat=False):
+        yield x, y, meta["example_id"]
+
+
+def data_fingerprint(task):
+    """A digest of the training split: its ids, labels and inputs, in order."""
+    digest = hashlib.sha256()
+    for x, y, ids in _batches(task):
+        for t in (ids, y, *tf.nest.flatten(x)):
+            digest.update(np.ascontiguousarray(t.numpy()).tobytes())
+    return digest.hexdigest()
+
+
+def compute(model, task):
+    """`(ids, losses)` of the reference of `model` (an `ActiveLearner`) over the training split.
+
+    The losses come from `model.example_losses`, the function the train step
+    scores with, so a looked-up loss equals a computed one (up to float
+    rounding of a different batch size).
+    """
+    forward = tf.function(lambda x, y: model.example_losses(y, model.reference(x, training=False)))
+    ids, losses = [], []
+    for x, y, example_id in _batches(task):
+        ids.append(example_id.numpy())
+        losses.append(forward(x, y).numpy())
+    return np.concatenate(ids).astype(np.int64), np.concatenate(losses).astype(np.float32)
+
+
+def table(ids, losses):
+    """A dense lookup table `table[id] = loss` (NaN for ids not given)."""
+    out = np.full([int(ids.max()) + 1], np.nan, np.float32)
+    out[ids] = losses
+    return out
+
+
+def auto_path(reference_path, data_key):
+    """The cache file of `reference_path` for the data with fingerprint `data_key`."""
+    return f"{os.path.splitext(reference_path)[0]}.losses-{data_key[:16]}.npz"
+
+
+def load(path, model, task, data_key=None):
+    """The table cached in `path`, refused unless it fits `model.reference` and `task`'s data."""
+    try:
+        with np.load(path) as cached:
+            saved = {k: cached[k] for k in cached.files}
+    except (OSError, ValueError, KeyError) as e:
+        raise ValueError(f"Reference losses {path!r} cannot be read ({e}).") from e
+    for key in ("ids", "losses", "reference_fingerprint", "data_fingerprint"):
+        if key not in saved:
+            raise ValueError(f"Reference losses {path!r} lack {key!r}: not a file we wrote.")
+    if str(saved["reference_fingerprint"]) != model_fingerprint(model.reference):
+        raise ValueError(
+            f"Reference losses {path!r} were computed with another reference (its weights "
+            "differ from the loaded reference's). Delete the file to recompute them."
+        )
+    data_key = data_key or data_fingerprint(task)
+    if str(saved["data_fingerprint"]) != data_key:
+        raise ValueError(
+            f"Reference losses {path!r} were computed on other data (the training split's "
+            "ids, labels or images differ). Delete the file to recompute them."
+        )
+    return table(saved["ids"], saved["losses"])
+
+
+def load_or_compute(setting, model, task, reference_path):
+    """The reference-loss table for a run.
+
+    Args:
+        setting: `"auto"` (compute once, cache beside `reference_path`, reuse
+            the cache) or the path of a file that `load_or_compute` wrote.
+        model: The compiled `ActiveLearner`, with its frozen reference.
+        task: The task whose training split is scored.
+        reference_path: The reference's `.keras` file (for `"auto"`).
+
+    Returns:
+        The dense table for `model.use_reference_losses`.
+    """
+    if model.reference is None or model.online_reference:
+        raise ValueError("Precomputed reference losses need a frozen reference model.")
+    data_key = data_fingerprint(task)
+    path = auto_path(reference_path, data_key) if setting == "auto" else setting
+    if os.path.exists(path):
+        result = load(path, model, task, data_key)
+        print(f"reference losses: loaded {path}", flush=True)
+        return result
+    if setting != "auto":
+        raise FileNotFoundError(f"Reference losses {path!r} do not exist; use 'auto'.")
+    ids, losses = compute(model, task)
+    tmp = f"{path}.tmp{os.getpid()}.npz"
+    np.savez(
+        tmp,
+        ids=ids,
+        losses=losses,
+        reference_fingerprint=model_fingerprint(model.reference),
+        data_fingerprint=data_key,
+    )
+    os.replace(tmp, path)  # Atomic: parallel runs may compute the same cache.
+    print(f"reference losses: computed for {len(ids)} examples, cached in {path}", flush=True)
+    return table(ids, losses)
