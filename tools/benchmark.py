@@ -128,6 +128,10 @@ def _classact_suite(smoke, reference_path):
                         "run.selection_log_every = 0",
                         f"run.reference_path = '{reference_path}'",
                     ]
+                    if policy != "uniform":
+                        # The frozen reference's losses never change here (fixed data, no
+                        # augmentation): looked up, not recomputed; selection is the same.
+                        bindings.append("run.reference_losses = 'auto'")
                     runs.append(
                         Run(
                             f"{regime}/{config}/seed{seed}/n{budget}",
