@@ -1,7 +1,15 @@
 """ClipTask: the task adapter over Open Clip Art-style folders."""
 
+import os
+import sys
+
+# `python tests/<file>.py` puts tests/ first on sys.path; the tests import `tests.*`.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import pathlib
+
 import numpy as np
-import pytest
+import tensorflow as tf
 from PIL import Image
 
 from active_keras.data.openclipart import OpenClipArt
@@ -10,8 +18,8 @@ from active_keras.tasks.clip_task import ClipTask
 from active_keras.text import tokenizer
 
 
-@pytest.fixture()
-def task(tmp_path):
+def _task(tmp_path):
+    """A ClipTask over 30 random images in three categories, built under `tmp_path`."""
     rng = np.random.default_rng(0)
     for i in range(30):
         category, word = [("animals", "cat"), ("food", "pizza"), ("tools", "hammer")][i % 3]
@@ -25,15 +33,27 @@ def task(tmp_path):
     )
 
 
-def test_vocab_saved_and_models_checked(task, tmp_path):
-    assert (tmp_path / "run" / tokenizer.VOCAB_FILENAME).exists()
-    task.check_model(task.build_small("reference"), "reference")
-    wrong = clip.build_clip(task.tokenizer.vocab_size, "tiny", 16, 9, image_encoder="cnn")
-    with pytest.raises(ValueError, match="inputs"):
-        task.check_model(wrong, "reference")
+class ClipTaskTest(tf.test.TestCase):
+    def setUp(self):
+        super().setUp()
+        self.tmp_dir = pathlib.Path(self.get_temp_dir())
+        self.task = _task(self.tmp_dir)
+
+    def test_vocab_saved_and_models_checked(self):
+        task, tmp_dir = self.task, self.tmp_dir
+        self.assertTrue((tmp_dir / "run" / tokenizer.VOCAB_FILENAME).exists())
+        task.check_model(task.build_small("reference"), "reference")
+        wrong = clip.build_clip(task.tokenizer.vocab_size, "tiny", 16, 9, image_encoder="cnn")
+        with self.assertRaisesRegex(ValueError, "inputs"):
+            task.check_model(wrong, "reference")
+
+    def test_evaluate_keys(self):
+        task = self.task
+        metrics = task.evaluate(task.build_learner())
+        self.assertIn(task.primary_metric, metrics)
+        self.assertIn("image_to_text_recall@5", metrics)
+        self.assertEqual(metrics["num_examples"], len(task.data.examples("test")))
 
 
-def test_evaluate_keys(task):
-    metrics = task.evaluate(task.build_learner())
-    assert task.primary_metric in metrics and "image_to_text_recall@5" in metrics
-    assert metrics["num_examples"] == len(task.data.examples("test"))
+if __name__ == "__main__":
+    tf.test.main()
