@@ -70,9 +70,8 @@ class SelectorsTest(parameterized.TestCase, tf.test.TestCase):
         hot = np.concatenate(
             [selectors.sample(scores, 8, 1e4, seed=seed).numpy() for _ in range(50)]
         )
-        self.assertLess(
-            abs(hot.mean() - 15.5), 1.5
-        )  # Uniform over 0..31: mean 15.5, s.e. about 0.5.
+        # Uniform over 0..31: mean 15.5, s.e. about 0.5.
+        self.assertLess(abs(hot.mean() - 15.5), 1.5)
 
     def test_bad_arguments(self):
         with self.assertRaisesRegex(ValueError, "Unknown selection 'best'"):
