@@ -1,15 +1,21 @@
 """Reliability: checkpoints and exact resume after a kill, determinism, and clear failures.
 
 The end-to-end tests run the real command line on the tiny digits configuration
-of `tests/test_cli.py`: one uninterrupted run is the reference every other run
+of `tests/cli_helpers.py`: one uninterrupted run is the reference every other run
 (a second uninterrupted one, a killed-and-resumed one) must reproduce exactly.
 """
 
-import json
 import os
+import sys
+
+# `python tests/<file>.py` puts tests/ first on sys.path; the tests import `tests.*`.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import json
+import shutil
 import signal
 import subprocess
-import sys
+import tempfile
 import threading
 import time
 
@@ -24,7 +30,7 @@ from active_keras import main as main_lib
 from active_keras.callbacks import NonFiniteLossError, StopOnNaN
 from active_keras.data.classification import ImageClassificationData
 from active_keras.models import cnn
-from tests.test_cli import ROOT, TINY
+from tests.cli_helpers import ROOT, TINY
 
 # 18 steps, evaluated every 6, checkpointed every 3: resuming from a checkpoint
 # in the middle of an evaluation interval is the harder case.
@@ -49,7 +55,8 @@ def _env():
 
 def _run(cmd):
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=_env())
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    if proc.returncode != 0:
+        raise AssertionError(proc.stderr[-3000:])
     return proc
 
 
@@ -67,117 +74,6 @@ def _latest_step(model_dir):
     return None if path is None else int(path.rsplit("-", 1)[1])
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory):
-    """One whole run: `(tmp_path, model_dir, stdout)`."""
-    tmp = tmp_path_factory.mktemp("reliability")
-    model_dir = str(tmp / "whole")
-    proc = _run(_command(tmp, model_dir))
-    return tmp, model_dir, proc.stdout
-
-
-def test_checkpoints_hold_the_run_but_not_the_frozen_reference(uninterrupted):
-    tmp, model_dir, stdout = uninterrupted
-    curve = _metrics(model_dir)["curve"]
-    assert [p["step"] for p in curve] == [0, 6, 12, 18]
-    assert _latest_step(model_dir) == 18  # The end of the run is checkpointed.
-    path = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
-    names = [n for n, _ in tf.train.list_variables(path)]
-    tops = {n.split("/")[0] for n in names}
-    assert {"learner", "actor", "optimizer", "actor_optimizer", "sampling_seed", "step"} <= tops
-    assert {"curve", "metrics"} <= tops
-    assert not [n for n in names if "reference" in n]
-    reference = keras.models.load_model(os.path.join(tmp, "reference.keras"))
-    actor_values = [n for n in names if n.startswith("actor/")]
-    assert len(actor_values) == len(reference.weights)  # The actor's, not the reference's too.
-    reader = tf.train.load_checkpoint(path)
-    saved_curve = json.loads(reader.get_tensor("curve/.ATTRIBUTES/py_state").decode())
-    assert saved_curve == curve
-    assert "checkpoint: resumed" not in stdout
-
-
-@pytest.mark.slow  # One more CLI run; the resume test below also needs determinism.
-def test_same_seed_same_run(uninterrupted):
-    tmp, model_dir, _ = uninterrupted
-    again = str(tmp / "again")
-    _run(_command(tmp, again))
-    first, second = _metrics(model_dir), _metrics(again)
-    assert first == second  # Selection statistics, losses and test metrics, every point.
-    for a, b in zip(_weights(model_dir), _weights(again), strict=True):
-        np.testing.assert_array_equal(a, b)
-
-
-def test_killed_run_resumes_from_its_last_checkpoint_exactly(uninterrupted):
-    tmp, model_dir, _ = uninterrupted
-    killed = str(tmp / "killed")
-    cmd = _command(tmp, killed)
-    proc = subprocess.Popen(
-        cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env()
-    )
-    deadline = time.time() + 300
-    while (_latest_step(killed) or 0) < 3 and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run ended before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    at_kill = _latest_step(killed)
-    assert at_kill is not None and 3 <= at_kill < 18
-
-    resumed = _run(cmd)
-    # No checkpoint lost: the run continues from the last one written before the kill.
-    assert f"resumed from {os.path.join(killed, 'checkpoints', f'ckpt-{at_kill}')}" in (
-        resumed.stdout
-    )
-    assert f"at step {at_kill}" in resumed.stdout
-    assert "reference: loaded" in resumed.stdout  # From its own file, not retrained.
-    metrics = _metrics(killed)
-    steps = [p["step"] for p in metrics["curve"]]
-    assert steps == [0, 6, 12, 18]  # No duplicated or missing points.
-    # Bit for bit the uninterrupted run: same data, selections, optimizer states, fit metrics.
-    assert metrics == _metrics(model_dir)
-    for a, b in zip(_weights(model_dir), _weights(killed), strict=True):
-        np.testing.assert_array_equal(a, b)
-
-
-@pytest.mark.slow  # One more CLI run (already the shortest: nothing to shrink for smoke).
-def test_rerunning_a_finished_run_trains_nothing(uninterrupted):
-    tmp, model_dir, _ = uninterrupted
-    before = _metrics(model_dir)
-    done = _run(_command(tmp, model_dir))
-    assert "at step 18" in done.stdout and "Epoch" not in done.stdout
-    assert _metrics(model_dir) == before
-
-
-def test_reference_of_other_data_is_refused(tmp_path):
-    ref = os.path.join(tmp_path, "reference.keras")
-    gin_files = [os.path.join(ROOT, "gin", "classact.gin")]
-    bindings = TINY + [f"run.reference_path = '{ref}'"]
-    for model, expected in [
-        (cnn.cnn_classifier((28, 28, 1), 10, widths=(4,)), r"takes inputs \(28, 28, 1\)"),
-        (cnn.cnn_classifier((8, 8, 1), 3, widths=(4,)), "predicts 3 classes"),
-    ]:
-        model.save(ref)
-        try:
-            with pytest.raises(ValueError, match=expected + ".*Retrain it for this data"):
-                main_lib.run_config(gin_files, bindings, os.path.join(tmp_path, "run"))
-        finally:
-            gin.clear_config()
-
-
-def test_unknown_policy_through_the_config_names_the_choices(tmp_path):
-    gin_files = [os.path.join(ROOT, "gin", "classact.gin")]
-    try:
-        with pytest.raises(ValueError, match="'learnabilty'.*learnability"):
-            main_lib.run_config(
-                gin_files, TINY + ["run.policy = 'learnabilty'"], os.path.join(tmp_path, "run")
-            )
-    finally:
-        gin.clear_config()
-
-
-# ------------------------------------------------------------------ units
-
-
 def _tiny_model(seed=0):
     keras.utils.set_random_seed(seed)
     learner = cnn.cnn_classifier((8, 8, 1), 10, widths=(4,), dense_units=8, name="learner")
@@ -187,95 +83,217 @@ def _tiny_model(seed=0):
     return model
 
 
-def test_checkpoint_of_another_run_is_refused(tmp_path):
-    directory = str(tmp_path / "checkpoints")
-    ckpt = checkpointing.Checkpointer(directory, _tiny_model(), every=1, facts={"seed": 0})
-    ckpt.save()
-    other = checkpointing.Checkpointer(directory, _tiny_model(), every=1, facts={"seed": 1})
-    with pytest.raises(ValueError, match="seed=0.*this run has seed=1.*delete"):
-        other.restore()
-    keras.utils.set_random_seed(0)
-    wider = ActiveLearner(
-        cnn.cnn_classifier((8, 8, 1), 10, widths=(6,), dense_units=8, name="learner"),
-        cnn.cnn_classifier((8, 8, 1), 10, widths=(2,), dense_units=0, name="reference"),
-    )
-    wider.compile(optimizer="adam", loss=LOSS)
-    mismatched = checkpointing.Checkpointer(directory, wider, every=1, facts={"seed": 0})
-    with pytest.raises(ValueError, match="does not match this run's models"):
-        mismatched.restore()
+class UninterruptedRunTest(tf.test.TestCase):
+    """Tests against one whole run, made once for the class (it takes a while)."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        tmp = tempfile.mkdtemp(prefix="reliability")
+        cls.addClassCleanup(shutil.rmtree, tmp, ignore_errors=True)
+        model_dir = os.path.join(tmp, "whole")
+        proc = _run(_command(tmp, model_dir))
+        # One whole run: `(tmp, model_dir, stdout)`.
+        cls.uninterrupted = tmp, model_dir, proc.stdout
+
+    def test_checkpoints_hold_the_run_but_not_the_frozen_reference(self):
+        tmp, model_dir, stdout = self.uninterrupted
+        curve = _metrics(model_dir)["curve"]
+        self.assertEqual([p["step"] for p in curve], [0, 6, 12, 18])
+        self.assertEqual(_latest_step(model_dir), 18)  # The end of the run is checkpointed.
+        path = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+        names = [n for n, _ in tf.train.list_variables(path)]
+        tops = {n.split("/")[0] for n in names}
+        self.assertLessEqual(
+            {"learner", "actor", "optimizer", "actor_optimizer", "sampling_seed", "step"}, tops
+        )
+        self.assertLessEqual({"curve", "metrics"}, tops)
+        self.assertFalse([n for n in names if "reference" in n])
+        reference = keras.models.load_model(os.path.join(tmp, "reference.keras"))
+        actor_values = [n for n in names if n.startswith("actor/")]
+        # The actor's, not the reference's too.
+        self.assertEqual(len(actor_values), len(reference.weights))
+        reader = tf.train.load_checkpoint(path)
+        saved_curve = json.loads(reader.get_tensor("curve/.ATTRIBUTES/py_state").decode())
+        self.assertEqual(saved_curve, curve)
+        self.assertNotIn("checkpoint: resumed", stdout)
+
+    @pytest.mark.slow  # One more CLI run; the resume test below also needs determinism.
+    def test_same_seed_same_run(self):
+        tmp, model_dir, _ = self.uninterrupted
+        again = os.path.join(tmp, "again")
+        _run(_command(tmp, again))
+        first, second = _metrics(model_dir), _metrics(again)
+        # Selection statistics, losses and test metrics, every point.
+        self.assertEqual(first, second)
+        for a, b in zip(_weights(model_dir), _weights(again), strict=True):
+            np.testing.assert_array_equal(a, b)
+
+    def test_killed_run_resumes_from_its_last_checkpoint_exactly(self):
+        tmp, model_dir, _ = self.uninterrupted
+        killed = os.path.join(tmp, "killed")
+        cmd = _command(tmp, killed)
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env()
+        )
+        deadline = time.time() + 300
+        while (_latest_step(killed) or 0) < 3 and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        self.assertIsNone(proc.poll(), "the run ended before it could be killed")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        at_kill = _latest_step(killed)
+        self.assertIsNotNone(at_kill)
+        self.assertTrue(3 <= at_kill < 18)
+
+        resumed = _run(cmd)
+        # No checkpoint lost: the run continues from the last one written before the kill.
+        self.assertIn(
+            f"resumed from {os.path.join(killed, 'checkpoints', f'ckpt-{at_kill}')}", resumed.stdout
+        )
+        self.assertIn(f"at step {at_kill}", resumed.stdout)
+        self.assertIn("reference: loaded", resumed.stdout)  # From its own file, not retrained.
+        metrics = _metrics(killed)
+        steps = [p["step"] for p in metrics["curve"]]
+        self.assertEqual(steps, [0, 6, 12, 18])  # No duplicated or missing points.
+        # Bit for bit the uninterrupted run: same data, selections, optimizer states, fit metrics.
+        self.assertEqual(metrics, _metrics(model_dir))
+        for a, b in zip(_weights(model_dir), _weights(killed), strict=True):
+            np.testing.assert_array_equal(a, b)
+
+    @pytest.mark.slow  # One more CLI run (already the shortest: nothing to shrink for smoke).
+    def test_rerunning_a_finished_run_trains_nothing(self):
+        tmp, model_dir, _ = self.uninterrupted
+        before = _metrics(model_dir)
+        done = _run(_command(tmp, model_dir))
+        self.assertIn("at step 18", done.stdout)
+        self.assertNotIn("Epoch", done.stdout)
+        self.assertEqual(_metrics(model_dir), before)
 
 
-def test_restore_brings_back_every_state(tmp_path):
-    directory = str(tmp_path / "checkpoints")
-    model = _tiny_model(seed=0)
-    model.seed_generator.next()  # Move the sampling RNG off its initial state.
-    model.optimizer.iterations.assign(7)
-    ckpt = checkpointing.Checkpointer(directory, model, every=5)
-    ckpt.step = 5
-    ckpt.track_curve(lambda: [{"step": 0}, {"step": 5}])
-    ckpt.save()
-    fresh = _tiny_model(seed=1)
-    restored = checkpointing.Checkpointer(directory, fresh, every=5)
-    assert restored.restore() == (5, [{"step": 0}, {"step": 5}])
-    saved = model.learner.weights + model.actor.weights
-    for a, b in zip(saved, fresh.learner.weights + fresh.actor.weights, strict=True):
-        np.testing.assert_array_equal(a.numpy(), b.numpy())
-    np.testing.assert_array_equal(model.seed_generator.state, fresh.seed_generator.state)
-    assert int(fresh.optimizer.iterations) == 7
-    assert checkpointing.Checkpointer(str(tmp_path / "none"), fresh, every=5).restore() == (0, [])
-
-
-def test_segments_finish_a_half_done_interval_first():
-    assert checkpointing.segments(0, 12, 6) == [(0, 0, 2, 6)]
-    assert checkpointing.segments(8, 18, 6) == [(8, 1, 2, 4), (12, 2, 3, 6)]
-    assert checkpointing.segments(6, 12, 6) == [(6, 1, 2, 6)]
-    assert checkpointing.segments(12, 12, 6) == []
-
-
-def test_training_order_is_a_function_of_seed_and_step():
-    data = ImageClassificationData("digits", heldout_size=300)
-    n = len(data.splits["train"])
-
-    def ids(seed, start, count):
-        ds = data.dataset("train", 32, shuffle=True, repeat=True, seed=seed, start_batch=start)
-        return np.concatenate([m["example_id"].numpy() for _, _, m in ds.take(count)])
-
-    stream = ids(0, 0, 80)
-    assert sorted(stream[:n]) == sorted(data.splits["train"].ids)  # Each pass: a permutation.
-    assert (stream[:n] != stream[n : 2 * n]).any()  # Reshuffled every pass.
-    np.testing.assert_array_equal(ids(0, 57, 23), stream[57 * 32 :])  # Resume mid-pass.
-    assert (ids(1, 0, 5) != stream[:160]).any()
-    start = time.time()
-    ids(0, 10**9, 1)  # Starting far into a long run reads nothing before it.
-    assert time.time() - start < 5
-
-
-def test_stop_on_nan_counts_from_the_resumed_step():
-    callback = StopOnNaN(initial_step=40)
-    callback.on_train_batch_end(0, {"loss": 1.0})
-    with pytest.raises(NonFiniteLossError, match="nan at step 42"):
-        callback.on_train_batch_end(1, {"loss": float("nan")})
-
-
-def test_workers_sharing_a_model_dir_pass_its_write_check_together(tmp_path):
-    # The workers of a multi-worker run start together and check their shared model_dir at
-    # the same moment. With one probe file name, one removed the other's probe, and the
-    # other exited at start-up with "not writable (No such file or directory)", leaving its
-    # peer waiting: the flaky multi-worker test. Threads reproduce that overlap at once.
-    shared = str(tmp_path / "shared")
-    errors = []
-
-    def check():
-        for _ in range(300):
+class ReliabilityTest(tf.test.TestCase):
+    def test_reference_of_other_data_is_refused(self):
+        tmp_dir = self.get_temp_dir()
+        ref = os.path.join(tmp_dir, "reference.keras")
+        gin_files = [os.path.join(ROOT, "gin", "classact.gin")]
+        bindings = TINY + [f"run.reference_path = '{ref}'"]
+        for model, expected in [
+            (cnn.cnn_classifier((28, 28, 1), 10, widths=(4,)), r"takes inputs \(28, 28, 1\)"),
+            (cnn.cnn_classifier((8, 8, 1), 3, widths=(4,)), "predicts 3 classes"),
+        ]:
+            model.save(ref)
             try:
-                train._writable_dir(shared)
-            except PermissionError as e:
-                errors.append(str(e))
+                with self.assertRaisesRegex(ValueError, expected + ".*Retrain it for this data"):
+                    main_lib.run_config(gin_files, bindings, os.path.join(tmp_dir, "run"))
+            finally:
+                gin.clear_config()
 
-    threads = [threading.Thread(target=check) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
-    assert os.listdir(shared) == []  # No probe left behind.
+    def test_unknown_policy_through_the_config_names_the_choices(self):
+        tmp_dir = self.get_temp_dir()
+        gin_files = [os.path.join(ROOT, "gin", "classact.gin")]
+        try:
+            with self.assertRaisesRegex(ValueError, "'learnabilty'.*learnability"):
+                main_lib.run_config(
+                    gin_files, TINY + ["run.policy = 'learnabilty'"], os.path.join(tmp_dir, "run")
+                )
+        finally:
+            gin.clear_config()
+
+    def test_checkpoint_of_another_run_is_refused(self):
+        tmp_dir = self.get_temp_dir()
+        directory = os.path.join(tmp_dir, "checkpoints")
+        ckpt = checkpointing.Checkpointer(directory, _tiny_model(), every=1, facts={"seed": 0})
+        ckpt.save()
+        other = checkpointing.Checkpointer(directory, _tiny_model(), every=1, facts={"seed": 1})
+        with self.assertRaisesRegex(ValueError, "seed=0.*this run has seed=1.*delete"):
+            other.restore()
+        keras.utils.set_random_seed(0)
+        wider = ActiveLearner(
+            cnn.cnn_classifier((8, 8, 1), 10, widths=(6,), dense_units=8, name="learner"),
+            cnn.cnn_classifier((8, 8, 1), 10, widths=(2,), dense_units=0, name="reference"),
+        )
+        wider.compile(optimizer="adam", loss=LOSS)
+        mismatched = checkpointing.Checkpointer(directory, wider, every=1, facts={"seed": 0})
+        with self.assertRaisesRegex(ValueError, "does not match this run's models"):
+            mismatched.restore()
+
+    def test_restore_brings_back_every_state(self):
+        tmp_dir = self.get_temp_dir()
+        directory = os.path.join(tmp_dir, "checkpoints")
+        model = _tiny_model(seed=0)
+        model.seed_generator.next()  # Move the sampling RNG off its initial state.
+        model.optimizer.iterations.assign(7)
+        ckpt = checkpointing.Checkpointer(directory, model, every=5)
+        ckpt.step = 5
+        ckpt.track_curve(lambda: [{"step": 0}, {"step": 5}])
+        ckpt.save()
+        fresh = _tiny_model(seed=1)
+        restored = checkpointing.Checkpointer(directory, fresh, every=5)
+        self.assertEqual(restored.restore(), (5, [{"step": 0}, {"step": 5}]))
+        saved = model.learner.weights + model.actor.weights
+        for a, b in zip(saved, fresh.learner.weights + fresh.actor.weights, strict=True):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+        np.testing.assert_array_equal(model.seed_generator.state, fresh.seed_generator.state)
+        self.assertEqual(int(fresh.optimizer.iterations), 7)
+        self.assertEqual(
+            checkpointing.Checkpointer(os.path.join(tmp_dir, "none"), fresh, every=5).restore(),
+            (0, []),
+        )
+
+    def test_segments_finish_a_half_done_interval_first(self):
+        self.assertEqual(checkpointing.segments(0, 12, 6), [(0, 0, 2, 6)])
+        self.assertEqual(checkpointing.segments(8, 18, 6), [(8, 1, 2, 4), (12, 2, 3, 6)])
+        self.assertEqual(checkpointing.segments(6, 12, 6), [(6, 1, 2, 6)])
+        self.assertEqual(checkpointing.segments(12, 12, 6), [])
+
+    def test_training_order_is_a_function_of_seed_and_step(self):
+        data = ImageClassificationData("digits", heldout_size=300)
+        n = len(data.splits["train"])
+
+        def ids(seed, start, count):
+            ds = data.dataset("train", 32, shuffle=True, repeat=True, seed=seed, start_batch=start)
+            return np.concatenate([m["example_id"].numpy() for _, _, m in ds.take(count)])
+
+        stream = ids(0, 0, 80)
+        # Each pass: a permutation.
+        self.assertEqual(sorted(stream[:n]), sorted(data.splits["train"].ids))
+        self.assertTrue((stream[:n] != stream[n : 2 * n]).any())  # Reshuffled every pass.
+        np.testing.assert_array_equal(ids(0, 57, 23), stream[57 * 32 :])  # Resume mid-pass.
+        self.assertTrue((ids(1, 0, 5) != stream[:160]).any())
+        start = time.time()
+        ids(0, 10**9, 1)  # Starting far into a long run reads nothing before it.
+        self.assertLess(time.time() - start, 5)
+
+    def test_stop_on_nan_counts_from_the_resumed_step(self):
+        callback = StopOnNaN(initial_step=40)
+        callback.on_train_batch_end(0, {"loss": 1.0})
+        with self.assertRaisesRegex(NonFiniteLossError, "nan at step 42"):
+            callback.on_train_batch_end(1, {"loss": float("nan")})
+
+    def test_workers_sharing_a_model_dir_pass_its_write_check_together(self):
+        tmp_dir = self.get_temp_dir()
+        # The workers of a multi-worker run start together and check their shared model_dir at
+        # the same moment. With one probe file name, one removed the other's probe, and the
+        # other exited at start-up with "not writable (No such file or directory)", leaving its
+        # peer waiting: the flaky multi-worker test. Threads reproduce that overlap at once.
+        shared = os.path.join(tmp_dir, "shared")
+        errors = []
+
+        def check():
+            for _ in range(300):
+                try:
+                    train._writable_dir(shared)
+                except PermissionError as e:
+                    errors.append(str(e))
+
+        threads = [threading.Thread(target=check) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(errors, [])
+        self.assertEqual(os.listdir(shared), [])  # No probe left behind.
+
+
+if __name__ == "__main__":
+    tf.test.main()
