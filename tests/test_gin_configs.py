@@ -1,10 +1,15 @@
 """Every shipped .gin file parses and binds what it says (dopamine / t5x style)."""
 
-import glob
 import os
-import unittest
+import sys
+
+# `python tests/<file>.py` puts tests/ first on sys.path; the tests import `tests.*`.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import glob
 
 import gin
+import tensorflow as tf
 
 from active_keras import main as main_lib
 
@@ -12,8 +17,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GIN_FILES = sorted(glob.glob(os.path.join(ROOT, "gin", "*.gin")))
 
 
-class GinConfigTest(unittest.TestCase):
+class GinConfigTest(tf.test.TestCase):
     def setUp(self):
+        super().setUp()
         gin.clear_config()
         self.cwd = os.getcwd()
         os.chdir(ROOT)
@@ -21,6 +27,7 @@ class GinConfigTest(unittest.TestCase):
     def tearDown(self):
         gin.clear_config()
         os.chdir(self.cwd)
+        super().tearDown()
 
     def test_every_shipped_file_parses(self):
         self.assertTrue(GIN_FILES)
@@ -40,3 +47,7 @@ class GinConfigTest(unittest.TestCase):
     def test_local_switch_shrinks_the_run(self):
         main_lib.parse_config(["gin/classact.gin"], [], local=True)
         self.assertLessEqual(gin.query_parameter("run.num_steps"), 50)
+
+
+if __name__ == "__main__":
+    tf.test.main()

@@ -1,5 +1,11 @@
 """Speed-up at equal accuracy over ladders of budget-matched runs (`active_keras.ladder`)."""
 
+import os
+import sys
+
+# `python tests/<file>.py` puts tests/ first on sys.path; the tests import `tests.*`.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 import math
 
 import tensorflow as tf

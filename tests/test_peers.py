@@ -1,10 +1,14 @@
 """Multi-worker peers: who is reachable, and the deadline for joining a cluster."""
 
-import json
 import os
+import sys
+
+# `python tests/<file>.py` puts tests/ first on sys.path; the tests import `tests.*`.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import json
 import socket
 import subprocess
-import sys
 import textwrap
 import time
 

@@ -2,6 +2,10 @@
 
 import os
 import sys
+
+# `python tests/<file>.py` puts tests/ first on sys.path; the tests import `tests.*`.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 import textwrap
 import time
 

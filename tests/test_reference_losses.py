@@ -1,6 +1,11 @@
 """Precomputed reference losses: same scores, no reference pass, and caches that cannot lie."""
 
 import os
+import sys
+
+# `python tests/<file>.py` puts tests/ first on sys.path; the tests import `tests.*`.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 
 import keras
 import numpy as np
