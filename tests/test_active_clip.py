@@ -1,8 +1,15 @@
 """ActiveCLIP end to end: ActiveLearner with CLIP towers, contrastive loss, selection."""
 
+import os
+import sys
+
+# `python tests/<file>.py` puts tests/ first on sys.path; the tests import `tests.*`.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 import numpy as np
 import pytest
 import tensorflow as tf
+from absl.testing import parameterized
 
 from active_keras import ActiveLearner, losses
 from active_keras.evaluation import clip_eval
@@ -26,76 +33,95 @@ def tiny(name, **kw):
     return clip.build_clip(VOCAB, "tiny", SIZE, LENGTH, image_encoder="cnn", name=name, **kw)
 
 
-@pytest.mark.parametrize("selection", ["joint", "topk"])
-@pytest.mark.parametrize("mode", ["eager", pytest.param("jit", marks=pytest.mark.slow)])
-def test_fit_two_steps(selection, mode):
-    learner = tiny("learner", width=48, embed_dim=32)
-    reference = tiny("reference")
-    model = ActiveLearner(
-        learner=learner,
-        reference=reference,
-        policy="learnability",
-        example_loss=losses.negative_dot,
-        selection=selection,
-        keep_fraction=0.5,
-        seed=0,
-    )
-    model.compile(
-        optimizer="adam",
-        loss=losses.SigLipLoss(),
-        run_eagerly=mode == "eager",
-        jit_compile=mode == "jit",
-    )
-    before = [w.numpy().copy() for w in learner.trainable_weights]
-    ref_before = [w.numpy().copy() for w in reference.weights]
-    history = model.fit(super_batches(), epochs=1, verbose=0)
-    assert np.isfinite(history.history["loss"][-1])
-    assert "actor_loss" in history.history
-    assert any(
-        not np.allclose(a, w.numpy())
-        for a, w in zip(before, learner.trainable_weights, strict=True)
-    )
-    for a, w in zip(ref_before, reference.weights, strict=True):
-        np.testing.assert_array_equal(a, w.numpy())  # The reference stays frozen.
+class ActiveClipTest(parameterized.TestCase, tf.test.TestCase):
+    # The XLA cases compile three models: slow-marked, so apart from the eager ones.
+    @parameterized.named_parameters(("joint", "joint"), ("topk", "topk"))
+    def test_fit_two_steps_eager(self, selection):
+        self._fit_two_steps(selection, "eager")
+
+    @parameterized.named_parameters(("joint", "joint"), ("topk", "topk"))
+    @pytest.mark.slow  # Under the parameters: each generated case keeps the mark.
+    def test_fit_two_steps_jit(self, selection):
+        self._fit_two_steps(selection, "jit")
+
+    def _fit_two_steps(self, selection, mode):
+        learner = tiny("learner", width=48, embed_dim=32)
+        reference = tiny("reference")
+        model = ActiveLearner(
+            learner=learner,
+            reference=reference,
+            policy="learnability",
+            example_loss=losses.negative_dot,
+            selection=selection,
+            keep_fraction=0.5,
+            seed=0,
+        )
+        model.compile(
+            optimizer="adam",
+            loss=losses.SigLipLoss(),
+            run_eagerly=mode == "eager",
+            jit_compile=mode == "jit",
+        )
+        before = [w.numpy().copy() for w in learner.trainable_weights]
+        ref_before = [w.numpy().copy() for w in reference.weights]
+        history = model.fit(super_batches(), epochs=1, verbose=0)
+        self.assertTrue(np.isfinite(history.history["loss"][-1]))
+        self.assertIn("actor_loss", history.history)
+        self.assertTrue(
+            any(
+                (
+                    not np.allclose(a, w.numpy())
+                    for a, w in zip(before, learner.trainable_weights, strict=True)
+                )
+            )
+        )
+        for a, w in zip(ref_before, reference.weights, strict=True):
+            np.testing.assert_array_equal(a, w.numpy())  # The reference stays frozen.
+
+    def test_score_uses_negative_dot_and_loss_is_per_pair(self):
+        learner, reference = tiny("learner"), tiny("reference")
+        model = ActiveLearner(learner, reference, example_loss=losses.negative_dot)
+        model.compile(optimizer="adam", loss=losses.ClipLoss())
+        x, y, _ = next(iter(super_batches()))
+        scores, context = model.score(x, y)
+        expected = losses.negative_dot(y, model.actor(x)) - losses.negative_dot(y, reference(x))
+        np.testing.assert_allclose(scores, expected, atol=1e-5)
+        per_pair = model.per_example_loss(y, learner(x))
+        self.assertEqual(per_pair.shape, (B,))
+        np.testing.assert_allclose(np.mean(per_pair), losses.ClipLoss()(y, learner(x)), rtol=1e-5)
+        self.assertEqual(set(context["outputs"]), {"actor", "reference"})
+
+    def test_evaluate_returns_metrics_in_range(self):
+        model = tiny("learner")
+        x, y, _ = next(iter(super_batches()))
+        tok = lambda texts: np.tile(np.array([[2, 5, 3, 0, 0, 0]], np.int32), (len(texts), 1))  # noqa: E731
+        metrics = clip_eval.evaluate_arrays(
+            model, x["image"], x["tokens"], y, tok, ["a", "b", "c"], batch_size=3
+        )
+        self.assertEqual(
+            set(metrics),
+            {
+                "zero_shot_accuracy",
+                "image_to_text_recall@1",
+                "image_to_text_recall@5",
+                "text_to_image_recall@1",
+                "text_to_image_recall@5",
+                "num_examples",
+            },
+        )
+        self.assertEqual(metrics["num_examples"], B)
+        self.assertTrue(all((0.0 <= v <= 1.0 for k, v in metrics.items() if k != "num_examples")))
+        self.assertLessEqual(metrics["image_to_text_recall@1"], metrics["image_to_text_recall@5"])
+
+    def test_recall_and_zero_shot_by_hand(self):
+        queries = np.eye(3, dtype=np.float32)
+        targets = np.array([[1, 0, 0], [0, 0, 1], [0, 1, 0]], np.float32)  # 1 and 2 swapped.
+        self.assertEqual(clip_eval.recall_at_k(queries, targets, ks=(1, 2)), {1: 1 / 3, 2: 1.0})
+        classes = np.eye(3, dtype=np.float32)
+        self.assertAllClose(
+            clip_eval.zero_shot_accuracy(queries, [0, 1, 1], classes), 2 / 3, rtol=1e-6, atol=1e-12
+        )
 
 
-def test_score_uses_negative_dot_and_loss_is_per_pair():
-    learner, reference = tiny("learner"), tiny("reference")
-    model = ActiveLearner(learner, reference, example_loss=losses.negative_dot)
-    model.compile(optimizer="adam", loss=losses.ClipLoss())
-    x, y, _ = next(iter(super_batches()))
-    scores, context = model.score(x, y)
-    expected = losses.negative_dot(y, model.actor(x)) - losses.negative_dot(y, reference(x))
-    np.testing.assert_allclose(scores, expected, atol=1e-5)
-    per_pair = model.per_example_loss(y, learner(x))
-    assert per_pair.shape == (B,)
-    np.testing.assert_allclose(np.mean(per_pair), losses.ClipLoss()(y, learner(x)), rtol=1e-5)
-    assert set(context["outputs"]) == {"actor", "reference"}
-
-
-def test_evaluate_returns_metrics_in_range():
-    model = tiny("learner")
-    x, y, _ = next(iter(super_batches()))
-    tok = lambda texts: np.tile(np.array([[2, 5, 3, 0, 0, 0]], np.int32), (len(texts), 1))  # noqa: E731
-    metrics = clip_eval.evaluate_arrays(
-        model, x["image"], x["tokens"], y, tok, ["a", "b", "c"], batch_size=3
-    )
-    assert set(metrics) == {
-        "zero_shot_accuracy",
-        "image_to_text_recall@1",
-        "image_to_text_recall@5",
-        "text_to_image_recall@1",
-        "text_to_image_recall@5",
-        "num_examples",
-    }
-    assert metrics["num_examples"] == B
-    assert all(0.0 <= v <= 1.0 for k, v in metrics.items() if k != "num_examples")
-    assert metrics["image_to_text_recall@1"] <= metrics["image_to_text_recall@5"]
-
-
-def test_recall_and_zero_shot_by_hand():
-    queries = np.eye(3, dtype=np.float32)
-    targets = np.array([[1, 0, 0], [0, 0, 1], [0, 1, 0]], np.float32)  # 1 and 2 swapped.
-    assert clip_eval.recall_at_k(queries, targets, ks=(1, 2)) == {1: 1 / 3, 2: 1.0}
-    classes = np.eye(3, dtype=np.float32)
-    assert clip_eval.zero_shot_accuracy(queries, [0, 1, 1], classes) == pytest.approx(2 / 3)
+if __name__ == "__main__":
+    tf.test.main()
