@@ -8,6 +8,9 @@ export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2}
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/python -m pytest -q -m "not slow" --durations=15
+# Every test file also runs on its own (`python tests/test_x.py`, as Bazel runs it): keep one
+# fast one running that way so that the standalone set-up cannot rot.
+.venv/bin/python tests/test_selectors.py
 if [ "${1:-}" != "--fast" ]; then
   rc=0
   ACTIVE_KERAS_SMOKE=1 .venv/bin/python -m pytest -q -m slow --durations=10 || rc=$?
