@@ -3,6 +3,7 @@ r"""Prints the README's result tables (Markdown) from benchmarks/results/*.json.
 Usage:
 
   python tools/results_table.py benchmarks/results/classact.json   # "When does selection pay?"
+  python tools/results_table.py benchmarks/results/classact.json --update_readme README.md
   python tools/results_table.py benchmarks/results/classact_constant_lr.json
   python tools/results_table.py benchmarks/results/classact_constant_lr.json --thresholds 0.87 0.88
 """
@@ -174,9 +175,22 @@ def thresholds_table(path, thresholds):
     return "\n".join(lines)
 
 
+def update_readme(path, readme):
+    """Rewrites the block between `<!-- classact-summary -->` markers of `readme`."""
+    start, end = "<!-- classact-summary -->", "<!-- /classact-summary -->"
+    with open(readme) as f:
+        text = f.read()
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    with open(readme, "w") as f:
+        f.write(f"{head}{start}\n{ladder_table(path)}\n{end}{tail}")
+
+
 if __name__ == "__main__":
     args = sys.argv[1:]
-    if "--thresholds" in args:
+    if "--update_readme" in args:
+        update_readme(args[0], args[args.index("--update_readme") + 1])
+    elif "--thresholds" in args:
         i = args.index("--thresholds")
         print(thresholds_table(args[0], [float(t) for t in args[i + 1 :]]))
     else:
