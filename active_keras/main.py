@@ -137,6 +137,11 @@ def main(argv):
             }
             print(f"\nComparison (target: the baseline's best {metric.replace('_', ' ')})")
             print(speedup.format_table(rows, metric))
+            print(
+                "(One seed, one budget: a quick look, not evidence. The README's \"When does "
+                'selection pay?" table has speed-ups over 3 seeds against a tuned, decayed '
+                "uniform baseline: benchmarks/results/classact.json.)"
+            )
             from active_keras import report
 
             # The run's report again, now with the baseline's curves beside it.

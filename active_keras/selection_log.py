@@ -143,9 +143,7 @@ class SelectionLogger(keras.callbacks.Callback):
         all_scores, selected, labels, corrupted, losses = [], [], [], [], {}
         for _ in range(self.batches_per_record):
             x, y, metadata = next(self._iterator)
-            scores, index, batch_losses = self._score_and_select(
-                x, y, metadata.get("example_id")
-            )
+            scores, index, batch_losses = self._score_and_select(x, y, metadata.get("example_id"))
             mask = np.zeros(scores.shape[0], bool)
             mask[index] = True
             facts = self.task.describe_batch(x, y, metadata)

@@ -25,7 +25,7 @@ class BenchmarkTest(tf.test.TestCase):
         cmd = [
             sys.executable,
             "tools/benchmark.py",
-            "--suite=classact",
+            "--suite=classact_constant_lr",
             "--smoke",
             "--only=noise20/learnability_sample_lr1e-3",
             f"--runs_dir={tmp_dir}/runs",
@@ -33,14 +33,14 @@ class BenchmarkTest(tf.test.TestCase):
         ]
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1200)
         self.assertEqual(proc.returncode, 0, proc.stdout[-2000:] + proc.stderr[-3000:])
-        with open(os.path.join(tmp_dir, "results", "classact.json")) as f:
+        with open(os.path.join(tmp_dir, "results", "classact_constant_lr.json")) as f:
             results = json.load(f)
         group = results["groups"]["noise20"]
         self.assertTrue(group["baseline"].startswith("noise20/uniform"))
         row = group["runs"]["noise20/learnability_sample_lr1e-3"]
         self.assertEqual(row["target"], group["runs"][group["baseline"]]["run_best"])
         self.assertTrue(row["update_speedup"] is None or row["update_speedup"] > 0)
-        with Image.open(os.path.join(tmp_dir, "results", "classact.png")) as image:
+        with Image.open(os.path.join(tmp_dir, "results", "classact_constant_lr.png")) as image:
             self.assertGreater(image.size[0], 100)
 
 

@@ -2,8 +2,10 @@ r"""Prints the README's result tables (Markdown) from benchmarks/results/*.json.
 
 Usage:
 
-  python tools/results_table.py benchmarks/results/classact.json
-  python tools/results_table.py benchmarks/results/classact.json --thresholds 0.87 0.88 0.89
+  python tools/results_table.py benchmarks/results/classact.json   # "When does selection pay?"
+  python tools/results_table.py benchmarks/results/classact.json --update_readme README.md
+  python tools/results_table.py benchmarks/results/classact_constant_lr.json
+  python tools/results_table.py benchmarks/results/classact_constant_lr.json --thresholds 0.87 0.88
 """
 
 import json
@@ -61,6 +63,68 @@ def table(path):
     return "\n".join(lines)
 
 
+def _pm(mean, std, spec, suffix=""):
+    if mean is None:
+        return "not reached"
+    return f"{format(mean, spec)}{suffix} ± {format(std or 0.0, spec)}"
+
+
+def _verdict(row):
+    if row["baseline"]:
+        return "baseline"
+    if row["flops_speedup"] is None:
+        return "does not reach the best uniform"
+    lower = row["flops_speedup"] - (row["flops_speedup_std"] or 0.0)
+    bound = " (lower bound)" if row["reached_at_smallest_budget"] else ""
+    if lower > 1.0:
+        return "compute-positive" + bound
+    if row["flops_speedup"] > 1.0:
+        return "compute-positive within the seed spread only" + bound
+    return "compute-negative" + bound
+
+
+def ladder_table(path):
+    """ "When does selection pay?": the budget-ladder summary (mean ± std over seeds)."""
+    with open(path) as f:
+        results = json.load(f)
+    lines = [
+        "| regime | run | keep | seeds | final accuracy per budget (mean ± std) | peak | "
+        "updates speed-up | FLOP speed-up | verdict |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for regime, rows in results["summary"].items():
+        for name, row in rows.items():
+            if name.startswith("_"):
+                continue
+            per_budget = ", ".join(
+                f"{b}: {m:.4f} ± {sd:.4f}"
+                for b, m, sd in zip(
+                    row["budgets"],
+                    row["final_accuracy_mean"],
+                    row["final_accuracy_std"],
+                    strict=True,
+                )
+            )
+            lines.append(
+                f"| {regime} | {name} | {row['keep_fraction']:g} | {row['seeds']} | {per_budget} | "
+                f"{row['peak_accuracy_mean']:.4f} | "
+                f"{_pm(row.get('updates_speedup'), row.get('updates_speedup_std'), '.2f', 'x')} | "
+                f"{_pm(row.get('flops_speedup'), row.get('flops_speedup_std'), '.2f', 'x')} | "
+                f"{_verdict(row) if 'flops_speedup' in row else '-'} |"
+            )
+    lines.append("")
+    for regime, rows in results["summary"].items():
+        base = rows.get("_baseline")
+        if base:
+            lines.append(
+                f"- {regime}: best uniform = {base['config']} at {base['budget']} updates, "
+                f"final accuracy {base['final_accuracy_mean']:.4f} (mean over seeds)."
+            )
+    done, missing = len(results["runs"]), len(results["not_run"])
+    lines.append(f"- Runs in this summary: {done} of {done + missing}.")
+    return "\n".join(lines)
+
+
 def step_cost_table(path):
     """The step-cost benchmark: measured vs FLOP-predicted cost of each variant."""
     with open(path) as f:
@@ -111,11 +175,28 @@ def thresholds_table(path, thresholds):
     return "\n".join(lines)
 
 
+def update_readme(path, readme):
+    """Rewrites the block between `<!-- classact-summary -->` markers of `readme`."""
+    start, end = "<!-- classact-summary -->", "<!-- /classact-summary -->"
+    with open(readme) as f:
+        text = f.read()
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    with open(readme, "w") as f:
+        f.write(f"{head}{start}\n{ladder_table(path)}\n{end}{tail}")
+
+
 if __name__ == "__main__":
     args = sys.argv[1:]
-    if "--thresholds" in args:
+    if "--update_readme" in args:
+        update_readme(args[0], args[args.index("--update_readme") + 1])
+    elif "--thresholds" in args:
         i = args.index("--thresholds")
         print(thresholds_table(args[0], [float(t) for t in args[i + 1 :]]))
     else:
         for p in args:
-            print(step_cost_table(p) if p.endswith("step_cost.json") else table(p))
+            if p.endswith("step_cost.json"):
+                print(step_cost_table(p))
+            else:
+                with open(p) as f:
+                    print(ladder_table(p) if "summary" in json.load(f) else table(p))

@@ -5,9 +5,14 @@ with `flops.forward_flops`), it times, in one process and interleaved:
 
 - `plain`: a plain Keras learner, `compile(jit_compile=True)`, batches of `b`;
 - `uniform`: `ActiveLearner(policy="uniform")` on super-batches of `B = 2b`;
-- `learnability_2b`, `learnability_4b`: `ActiveLearner(policy="learnability",
-  selection="sample")` at `B = 2b` and `B = 4b` (the actor and reference are
-  the small model).
+- `learnability_2b`, `learnability_4b`, `learnability_10b`:
+  `ActiveLearner(policy="learnability", selection="sample")` at `B = 2b`, `4b`
+  and `10b` (the actor and reference are the small model);
+- `learnability_{2,4,10}b_precomputed`: the same with precomputed reference
+  losses looked up by `example_id` (`ActiveLearner(reference_losses=...)`), so
+  the reference's forward pass over `B` is gone. `precomputed_vs_computed`
+  reports, per `B`, the median and range over rounds of the per-round ratio of
+  the two, beside the ratio the FLOP ledger predicts.
 
 Every variant is XLA-compiled on one device. The data is one pre-staged batch
 repeated (`Dataset.from_tensors(...).repeat()`), so the input pipeline is not
@@ -56,6 +61,7 @@ ACTOR_CANDIDATES = [
     {"widths": (1, 2), "dense_units": 0},
 ]
 TARGET_RATIOS = (10, 100)
+FACTORS = (2, 4, 10)  # Super-batch sizes B = factor * b of the learnability variants.
 
 
 def _cnn(widths, dense_units, name):
@@ -96,7 +102,8 @@ def _data(batch_size, with_metadata, seed=0):
     y = rng.integers(0, NUM_CLASSES, batch_size).astype(np.int64)
     batch = (x, y)
     if with_metadata:  # What the task's train split yields.
-        batch = (x, y, {"corrupted": rng.random(batch_size) < 0.2})
+        ids = np.arange(batch_size, dtype=np.int64)
+        batch = (x, y, {"corrupted": rng.random(batch_size) < 0.2, "example_id": ids})
     return tf.data.Dataset.from_tensors(batch).repeat()
 
 
@@ -126,8 +133,8 @@ def _forward_step_fn(model, batch_size):
 def build_variants(learner, actor, b, jit_compile=True):
     """The timed variants for one model pair: name -> (step callable, B, ledger overhead).
 
-    Besides the four compared variants, the actor's own parts are timed alone
-    (a plain train step at `b`, forward passes at `2b` and `4b`): summed with
+    Besides the compared variants, the actor's own parts are timed alone
+    (a plain train step at `b`, forward passes at `2b`, `4b`, `10b`): summed with
     the plain learner step they give a *time-calibrated* prediction of each
     active step, which separates what the wrapper adds from how fast small
     convolutions run per FLOP.
@@ -139,6 +146,7 @@ def build_variants(learner, actor, b, jit_compile=True):
         jit_compile: XLA-compile every train step.
     """
     import keras
+    import numpy as np
 
     from active_keras import flops
     from active_keras.active_learner import ActiveLearner
@@ -156,13 +164,16 @@ def build_variants(learner, actor, b, jit_compile=True):
     keras.utils.set_random_seed(0)
     plain = compiled(_cnn(name="learner", **learner))
     variants["plain"] = (_train_step_fn(plain, iter(_data(b, False))), b, 1.0)
-    for name, policy, selection, factor in (
-        ("uniform", "uniform", "topk", 2),
-        ("learnability_2b", "learnability", "sample", 2),
-        ("learnability_4b", "learnability", "sample", 4),
-    ):
+    configs = [("uniform", "uniform", "topk", 2, False)]
+    for factor in FACTORS:
+        configs.append((f"learnability_{factor}b", "learnability", "sample", factor, False))
+        configs.append(
+            (f"learnability_{factor}b_precomputed", "learnability", "sample", factor, True)
+        )
+    for name, policy, selection, factor, precomputed in configs:
         big = factor * b
         reference = _cnn(name="reference", **actor) if policy != "uniform" else None
+        table = np.random.default_rng(factor).random(big).astype(np.float32)
         model = ActiveLearner(
             _cnn(name="learner", **learner),
             reference=reference,
@@ -171,13 +182,14 @@ def build_variants(learner, actor, b, jit_compile=True):
             keep_fraction=1.0 / factor,
             super_batch_size=big,
             seed=0,
+            reference_losses=table if precomputed else None,
         )
         compiled(model)
         overhead = flops.FlopLedger.for_learner(model, big).overhead()
         variants[name] = (_train_step_fn(model, iter(_data(big, True))), big, overhead)
     actor_plain = compiled(_cnn(name="actor", **actor))
     variants["part:actor_train_b"] = (_train_step_fn(actor_plain, iter(_data(b, False))), b, None)
-    for factor in (2, 4):
+    for factor in FACTORS:
         step = _forward_step_fn(actor_plain, factor * b)
         variants[f"part:actor_forward_{factor}b"] = (step, factor * b, None)
     return variants
@@ -225,16 +237,41 @@ def summarize(times, variants):
             row["predicted_step_cost_vs_uniform"] = predicted
             row["measured_over_predicted"] = row["measured_step_cost_vs_plain"] / predicted
         if name.startswith("learnability"):
-            # Learner step + actor update at b + actor and reference forward over B.
+            # Learner step + actor update at b + actor (and reference) forward over B.
             forward = parts[f"part:actor_forward_{big // variants['plain'][1]}b"]
+            passes = 1.0 if name.endswith("_precomputed") else 2.0
             calibrated = [
-                1.0 + a + 2.0 * f for a, f in zip(parts["part:actor_train_b"], forward, strict=True)
+                1.0 + a + passes * f
+                for a, f in zip(parts["part:actor_train_b"], forward, strict=True)
             ]
             row["time_calibrated_step_cost"] = statistics.median(calibrated)
             row["measured_over_time_calibrated"] = statistics.median(
                 [m / c for m, c in zip(ratios(ts), calibrated, strict=True)]
             )
         out[name] = row
+    return out
+
+
+def precomputed_vs_computed(times, variants):
+    """Per `B`: precomputed / computed step time (per round), against the ledger's ratio."""
+    out = {}
+    for name in times:
+        if not name.endswith("_precomputed"):
+            continue
+        computed = name[: -len("_precomputed")]
+        per_round = [p / c for p, c in zip(times[name], times[computed], strict=True)]
+        predicted = variants[name][2] / variants[computed][2]
+        out[computed] = {
+            "super_batch_size": variants[name][1],
+            "measured_median": statistics.median(per_round),
+            "measured_min": min(per_round),
+            "measured_max": max(per_round),
+            "predicted": predicted,
+            "measured_over_predicted": statistics.median(per_round) / predicted,
+            # Whether the rounds' spread is wider than the saving the ledger predicts.
+            "noise_exceeds_predicted_saving": (max(per_round) - min(per_round)) / 2
+            > 1.0 - predicted,
+        }
     return out
 
 
@@ -328,6 +365,7 @@ def run(out_dir=None, smoke=False, rounds=None, window=None, b=64):
             "actor_forward_flops": actor_flops,
             "learner_over_actor_flops": ratio,
             "variants": rows,
+            "precomputed_vs_computed": precomputed_vs_computed(times, variants),
         }
         print(f"\nlearner {ratio:.0f}x actor FLOPs (actor {actor}):")
         for name, row in rows.items():
@@ -341,6 +379,13 @@ def run(out_dir=None, smoke=False, rounds=None, window=None, b=64):
             if "time_calibrated_step_cost" in row:
                 line += f"  parts-timed {row['time_calibrated_step_cost']:.3f}x"
             print(line, flush=True)
+        for name, row in results["pairs"][f"{target}x"]["precomputed_vs_computed"].items():
+            print(
+                f"  {name} precomputed / computed: measured {row['measured_median']:.3f} "
+                f"(rounds {row['measured_min']:.3f}-{row['measured_max']:.3f}), "
+                f"FLOP-predicted {row['predicted']:.3f}",
+                flush=True,
+            )
     results["machine"]["load_average_at_end"] = os.getloadavg()
     with open(os.path.join(out_dir, "step_cost.json"), "w") as f:
         json.dump(results, f, indent=1)
