@@ -14,6 +14,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import ast
 import glob
+import glob as glob_lib
 
 import tensorflow as tf
 from packaging.utils import canonicalize_name
@@ -26,7 +27,8 @@ RULES = ("py_library", "py_binary", "py_test")
 ATTRIBUTES = {
     "py_library": {"name", "srcs", "deps"},
     "py_binary": {"name", "srcs", "main", "deps"},
-    "py_test": {"name", "srcs", "main", "size", "tags", "deps"},
+    "py_test": {"name", "srcs", "main", "size", "tags", "data", "deps"},
+    "filegroup": {"name", "srcs"},
 }
 SIZES = ("small", "medium", "large", "enormous")
 LOADS = {
@@ -76,8 +78,16 @@ def _evaluate_build():
 
         return call
 
-    namespace = {"load": load, "requirement": Requirement, "__builtins__": {}}
-    namespace.update({kind: rule(kind) for kind in RULES})
+    def glob(patterns):
+        return sorted(
+            os.path.relpath(path, ROOT)
+            for pattern in patterns
+            for path in glob_lib.glob(os.path.join(ROOT, pattern), recursive=True)
+            if os.path.isfile(path)
+        )
+
+    namespace = {"load": load, "requirement": Requirement, "glob": glob, "__builtins__": {}}
+    namespace.update({kind: rule(kind) for kind in RULES + ("filegroup",)})
     with open(os.path.join(ROOT, "BUILD")) as f:
         exec(compile(f.read(), "BUILD", "exec"), namespace)  # noqa: S102 - our own file.
     return loaded, targets
@@ -182,6 +192,9 @@ class BuildTest(tf.test.TestCase):
                 else:
                     self.assertTrue(dep.startswith(":"), (name, dep))
                     self.assertIn(dep[1:], names, (name, dep))
+            for label in kw.get("data", []):
+                self.assertTrue(label.startswith(":"), (name, label))
+                self.assertIn(label[1:], names, (name, label))
             if rule == "py_test":
                 self.assertIn(kw["size"], SIZES, name)
                 with open(os.path.join(ROOT, kw["main"])) as f:

@@ -26,6 +26,7 @@ import configparser
 import glob
 import importlib.metadata
 import os
+import re
 import sys
 
 from packaging.markers import default_environment
@@ -38,6 +39,11 @@ LOADS = (
     'load("@pip//:requirements.bzl", "requirement")\n'
     'load("@rules_python//python:defs.bzl", "py_binary", "py_library", "py_test")\n'
 )
+# Files tests read at run time: Bazel's sandbox has only what a target declares.
+FILEGROUPS = {
+    "gin_files": 'glob(["gin/*.gin"])',  # Every test may run the CLI on a shipped config.
+    "benchmark_results": 'glob(["benchmarks/results/**"])',  # For tests that mention them.
+}
 PYTHON_VERSION = "3.11"  # setup.cfg: python_requires = >=3.11,<3.12.
 RULES_PYTHON_VERSION = "1.0.0"
 MODULE = f"""{HEADER}
@@ -101,6 +107,12 @@ def _imports(path):
         tree = ast.parse(f.read())
     names, has_main = set(), False
     for node in ast.walk(tree):
+        # Tests also run project code in child processes (`-m active_keras.main`,
+        # `tools/benchmark.py`): a string naming a module or file is a dependency too.
+        # Only in tests, which nothing imports, so that it cannot make a cycle.
+        if path.startswith("tests/") and isinstance(node, ast.Constant):
+            if isinstance(node.value, str) and re.fullmatch(r"[\w./]+", node.value):
+                names.add(node.value.removesuffix(".py").replace("/", "."))
         if isinstance(node, ast.Import):
             names.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -158,13 +170,23 @@ def generate():
             lines.append(f'    size = "{size}",')
             if tags:
                 lines.append(f"    tags = {tags!r},".replace("'", '"'))
+            lines.append(f"    data = {_test_data(srcs[0])!r},".replace("'", '"'))
         if deps:
             lines.append("    deps = [")
             lines += [f'        "{d}",' if d.startswith(":") else f"        {d}," for d in deps]
             lines.append("    ],")
         lines.append(")")
         out.append("\n".join(lines) + "\n")
+    for name, srcs in FILEGROUPS.items():
+        out.append(f'filegroup(\n    name = "{name}",\n    srcs = {srcs},\n)\n')
     return "\n".join(out)
+
+
+def _test_data(path):
+    """The filegroups the test in `path` reads: gin configs, and results if it names them."""
+    with open(os.path.join(ROOT, path)) as f:
+        mentions_results = "benchmarks" in f.read()
+    return [":gin_files"] + ([":benchmark_results"] if mentions_results else [])
 
 
 def _test_size_and_tags(path, deps):
