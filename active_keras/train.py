@@ -15,6 +15,7 @@ curve = train.run("/tmp/classact")
 """
 
 import contextlib
+import json
 import os
 import sys
 import tempfile
@@ -125,7 +126,14 @@ def load_or_train_reference(task, path, retrain_mismatched=False):
             throw-away reference file is shared by every task's smoke runs.
     """
     if path and os.path.exists(path):
-        model = keras.models.load_model(path, compile=False)
+        try:
+            model = keras.models.load_model(path, compile=False)
+        except Exception as e:  # noqa: BLE001 - a damaged file raises many types.
+            raise ValueError(
+                f"The reference file {path!r} cannot be loaded ({type(e).__name__}: {e}); it "
+                "may be truncated or corrupt. Delete it to train the reference again, or point "
+                "run.reference_path at a good file."
+            ) from e
         print(f"reference: loaded {path}", flush=True)
         if retrain_mismatched:
             try:
@@ -297,6 +305,18 @@ def run(
         )
 
 
+def _optimizer_facts(optimizer):
+    """The optimizer's class and learning rate (a number or a schedule's config), as JSON."""
+    inner = getattr(optimizer, "inner_optimizer", optimizer)  # Under loss scaling.
+    learning_rate = inner.get_config()["learning_rate"]
+    if not isinstance(learning_rate, (int, float)):
+        learning_rate = keras.saving.serialize_keras_object(learning_rate)
+    return {
+        "optimizer": type(inner).__name__,
+        "learning_rate": json.loads(json.dumps(learning_rate, default=str)),
+    }
+
+
 def _train(
     model_dir,
     task,
@@ -375,6 +395,10 @@ def _train(
         "forward_flops_per_example": ledger.flops,
         "predicted_step_cost_vs_uniform": ledger.overhead(),
         "one_time_flops": ledger.one_time,
+        # Resuming under another optimizer or learning-rate schedule would silently change the
+        # run: the checkpointer refuses it, naming the value (a cosine schedule includes its
+        # budget; a constant learning rate lets a larger num_steps extend a finished run).
+        **_optimizer_facts(model.optimizer),
         "reference_losses": "precomputed" if reference_losses else "computed each step",
         "seed": seed,
     }
