@@ -15,6 +15,7 @@ curve = train.run("/tmp/classact")
 """
 
 import contextlib
+import inspect
 import json
 import os
 import sys
@@ -305,6 +306,21 @@ def run(
         )
 
 
+def _reference_pretraining_flops(ledger, online_reference):
+    """3 forward passes per example of `train_reference`'s configured steps and batch size."""
+    if "reference" not in ledger.flops or online_reference:
+        return 0
+    return 3 * ledger.flops["reference"] * _configured("num_steps") * _configured("batch_size")
+
+
+def _configured(name):
+    """`train_reference`'s argument `name` as gin binds it, else its default."""
+    try:
+        return gin.query_parameter(f"train_reference.{name}")
+    except ValueError:  # Not bound.
+        return inspect.signature(train_reference).parameters[name].default
+
+
 def _optimizer_facts(optimizer):
     """The optimizer's class and learning rate (a number or a schedule's config), as JSON."""
     inner = getattr(optimizer, "inner_optimizer", optimizer)  # Under loss scaling.
@@ -395,6 +411,8 @@ def _train(
         "forward_flops_per_example": ledger.flops,
         "predicted_step_cost_vs_uniform": ledger.overhead(),
         "one_time_flops": ledger.one_time,
+        # Beside the ledger, not in it: what training this reference costs, as configured now.
+        "reference_pretraining_flops": _reference_pretraining_flops(ledger, online_reference),
         # Resuming under another optimizer or learning-rate schedule would silently change the
         # run: the checkpointer refuses it, naming the value (a cosine schedule includes its
         # budget; a constant learning rate lets a larger num_steps extend a finished run).
