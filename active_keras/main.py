@@ -17,6 +17,7 @@ Example:
       --compare_with=gin/uniform.gin --model_dir=runs/classact
 """
 
+import json
 import os
 import sys
 
@@ -133,7 +134,9 @@ def main(argv):
                 "baseline: " + os.path.basename(FLAGS.compare_with[-1]): speedup.compare(
                     baseline, baseline, metric
                 ),
-                name: speedup.compare(baseline, curve, metric),
+                name: speedup.compare(
+                    baseline, curve, metric, extra_flops=_reference_pretraining(model_dir)
+                ),
             }
             print(f"\nComparison (target: the baseline's best {metric.replace('_', ' ')})")
             print(speedup.format_table(rows, metric))
@@ -165,6 +168,11 @@ def main(argv):
             file=sys.stderr,
         )
         sys.exit(1)
+
+
+def _reference_pretraining(model_dir):
+    with open(os.path.join(model_dir, "metrics.json")) as f:
+        return json.load(f).get("reference_pretraining_flops", 0)
 
 
 def _lost_peer(error):

@@ -15,6 +15,8 @@ curve = train.run("/tmp/classact")
 """
 
 import contextlib
+import inspect
+import json
 import os
 import sys
 import tempfile
@@ -125,7 +127,14 @@ def load_or_train_reference(task, path, retrain_mismatched=False):
             throw-away reference file is shared by every task's smoke runs.
     """
     if path and os.path.exists(path):
-        model = keras.models.load_model(path, compile=False)
+        try:
+            model = keras.models.load_model(path, compile=False)
+        except Exception as e:  # noqa: BLE001 - a damaged file raises many types.
+            raise ValueError(
+                f"The reference file {path!r} cannot be loaded ({type(e).__name__}: {e}); it "
+                "may be truncated or corrupt. Delete it to train the reference again, or point "
+                "run.reference_path at a good file."
+            ) from e
         print(f"reference: loaded {path}", flush=True)
         if retrain_mismatched:
             try:
@@ -297,6 +306,33 @@ def run(
         )
 
 
+def _reference_pretraining_flops(ledger, online_reference):
+    """3 forward passes per example of `train_reference`'s configured steps and batch size."""
+    if "reference" not in ledger.flops or online_reference:
+        return 0
+    return 3 * ledger.flops["reference"] * _configured("num_steps") * _configured("batch_size")
+
+
+def _configured(name):
+    """`train_reference`'s argument `name` as gin binds it, else its default."""
+    try:
+        return gin.query_parameter(f"train_reference.{name}")
+    except ValueError:  # Not bound.
+        return inspect.signature(train_reference).parameters[name].default
+
+
+def _optimizer_facts(optimizer):
+    """The optimizer's class and learning rate (a number or a schedule's config), as JSON."""
+    inner = getattr(optimizer, "inner_optimizer", optimizer)  # Under loss scaling.
+    learning_rate = inner.get_config()["learning_rate"]
+    if not isinstance(learning_rate, (int, float)):
+        learning_rate = keras.saving.serialize_keras_object(learning_rate)
+    return {
+        "optimizer": type(inner).__name__,
+        "learning_rate": json.loads(json.dumps(learning_rate, default=str)),
+    }
+
+
 def _train(
     model_dir,
     task,
@@ -375,6 +411,12 @@ def _train(
         "forward_flops_per_example": ledger.flops,
         "predicted_step_cost_vs_uniform": ledger.overhead(),
         "one_time_flops": ledger.one_time,
+        # Beside the ledger, not in it: what training this reference costs, as configured now.
+        "reference_pretraining_flops": _reference_pretraining_flops(ledger, online_reference),
+        # Resuming under another optimizer or learning-rate schedule would silently change the
+        # run: the checkpointer refuses it, naming the value (a cosine schedule includes its
+        # budget; a constant learning rate lets a larger num_steps extend a finished run).
+        **_optimizer_facts(model.optimizer),
         "reference_losses": "precomputed" if reference_losses else "computed each step",
         "seed": seed,
     }
