@@ -69,10 +69,8 @@ class ActiveClipTest(parameterized.TestCase, tf.test.TestCase):
         self.assertIn("actor_loss", history.history)
         self.assertTrue(
             any(
-                (
-                    not np.allclose(a, w.numpy())
-                    for a, w in zip(before, learner.trainable_weights, strict=True)
-                )
+                not np.allclose(a, w.numpy())
+                for a, w in zip(before, learner.trainable_weights, strict=True)
             )
         )
         for a, w in zip(ref_before, reference.weights, strict=True):
@@ -110,7 +108,7 @@ class ActiveClipTest(parameterized.TestCase, tf.test.TestCase):
             },
         )
         self.assertEqual(metrics["num_examples"], B)
-        self.assertTrue(all((0.0 <= v <= 1.0 for k, v in metrics.items() if k != "num_examples")))
+        self.assertTrue(all(0.0 <= v <= 1.0 for k, v in metrics.items() if k != "num_examples"))
         self.assertLessEqual(metrics["image_to_text_recall@1"], metrics["image_to_text_recall@5"])
 
     def test_recall_and_zero_shot_by_hand(self):

@@ -96,18 +96,14 @@ class ActiveLearnerTest(parameterized.TestCase, tf.test.TestCase):
             np.testing.assert_array_equal(before, w.numpy())
         self.assertTrue(
             any(
-                (
-                    not np.allclose(a, w.numpy())
-                    for a, w in zip(actor_before, model.actor.weights, strict=True)
-                )
+                not np.allclose(a, w.numpy())
+                for a, w in zip(actor_before, model.actor.weights, strict=True)
             )
         )
         self.assertTrue(
             any(
-                (
-                    not np.allclose(a, w.numpy())
-                    for a, w in zip(learner_before, learner.weights, strict=True)
-                )
+                not np.allclose(a, w.numpy())
+                for a, w in zip(learner_before, learner.weights, strict=True)
             )
         )
         self.assertEqual(model.optimizer.iterations.numpy(), 3)
@@ -181,10 +177,8 @@ class ActiveLearnerTest(parameterized.TestCase, tf.test.TestCase):
         model.fit(_toy_data(), steps_per_epoch=2, epochs=1, verbose=0)
         self.assertTrue(
             any(
-                (
-                    not np.allclose(a, w.numpy())
-                    for a, w in zip(before, reference.weights, strict=True)
-                )
+                not np.allclose(a, w.numpy())
+                for a, w in zip(before, reference.weights, strict=True)
             )
         )
         # 2x the actor's

@@ -218,7 +218,7 @@ class MixedPrecisionTest(parameterized.TestCase, tf.test.TestCase):
         history = model.fit(ds, steps_per_epoch=2, verbose=0)
         self.assertTrue(np.isfinite(history.history["loss"][-1]))
         self.assertTrue(
-            any((np.any(a != b) for a, b in zip(before, learner.get_weights(), strict=True)))
+            any(np.any(a != b) for a, b in zip(before, learner.get_weights(), strict=True))
         )
 
         x, y, _ = next(iter(ds))

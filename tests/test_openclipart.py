@@ -156,7 +156,7 @@ class FolderTest(tf.test.TestCase):
         batches = list(
             data.dataset("train", tokenizer, batch_size=2, repeat=False, drop_remainder=False)
         )
-        self.assertEqual(sum((len(y) for _, y, _ in batches)), 3)  # Every good file, no crash.
+        self.assertEqual(sum(len(y) for _, y, _ in batches), 3)  # Every good file, no crash.
         x, y, meta = batches[0]
         self.assertEqual(x["image"].shape, (2, 8, 8, 3))
         self.assertEqual(x["image"].dtype, tf.float32)

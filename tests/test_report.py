@@ -64,9 +64,7 @@ class ReportTest(tf.test.TestCase):
             self.assertTrue(sum(r["class_available"]) == r["examples"] == 4 * 32)
             self.assertTrue(sum(r["class_selected"]) == r["selected"] == 4 * 16)
             self.assertTrue(
-                all(
-                    (s <= a for s, a in zip(r["class_selected"], r["class_available"], strict=True))
-                )
+                all(s <= a for s, a in zip(r["class_selected"], r["class_available"], strict=True))
             )
             self.assertTrue(0 <= r["corrupted_selected"] <= 1)
             self.assertTrue(0 < r["corrupted_available"] < 1)
