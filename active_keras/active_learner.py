@@ -864,7 +864,25 @@ class ActiveLearner(keras.Model):
             self.corrupted_tracker.update_state(
                 tf.cast(corrupted_sel, tf.float32), sample_weight=keep_f
             )
-        return self.compute_metrics(x_sel, y_sel, y_pred, sample_weight=weight)
+        return self._partial_metrics(x_sel, y_sel, y_pred, weight, keep_f, sw_sel is None)
+
+    def _partial_metrics(self, x, y, y_pred, weight, keep, unweighted):
+        """`compute_metrics` that leaves out padding and unselected rows.
+
+        Keras updates compiled `metrics` (as opposed to `weighted_metrics`)
+        without sample weights. Without user sample weights (so both kinds are
+        unweighted) and with one output, every compiled metric is updated with
+        the 0/1 weight `keep` instead; with user sample weights, `metrics=`
+        still count the whole sub-batch (use `weighted_metrics=`).
+        """
+        compiled = [m for m in self.metrics if m.name == "compile_metrics"]
+        if not (unweighted and len(compiled) == 1 and tf.is_tensor(y_pred) and tf.is_tensor(y)):
+            return self.compute_metrics(x, y, y_pred, sample_weight=weight)
+        if not compiled[0].built:
+            compiled[0].build(y, y_pred)
+        for metric in compiled[0].metrics:
+            metric.update_state(y, y_pred, sample_weight=keep)
+        return self.get_metrics_result()
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         # Under a strategy Keras builds the model from a first batch before

@@ -218,9 +218,12 @@ class FitInputsTest(tf.test.TestCase, parameterized.TestCase):
         kernel_before = [w.copy() for w in learner.get_weights()]
         scores, _ = model.score(x[8:], y[8:])
         winners = np.argsort(-scores.numpy(), kind="stable")[:2]
-        expected = LOSS(y[8:][winners], learner(x[8:][winners])).numpy()
+        logits = learner(x[8:][winners])
+        expected = LOSS(y[8:][winners], logits).numpy()
+        accuracy = np.mean(np.argmax(logits, 1) == y[8:][winners])
         history = model.fit(x[8:], y[8:], batch_size=8, epochs=1, verbose=0, shuffle=False)
         self.assertAllClose(history.history["loss"][0], expected, rtol=1e-5)
+        self.assertAllClose(history.history["accuracy"][0], accuracy)  # Padding not counted.
         self.assertNotAllClose(kernel_before[0], learner.get_weights()[0])
 
     def test_unknown_super_batch_size_says_what_to_pass(self):
