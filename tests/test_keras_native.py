@@ -113,6 +113,8 @@ def _fit_args(kind, x, y):
         return (x, y), dict(batch_size=B, validation_split=0.1), int(np.ceil(len(x) * 0.9))
     if kind == "numpy_default_batch_size":  # Keras batches arrays by 32.
         return (x, y), {}, len(x)
+    if kind == "numpy_sample_weight":  # Per-example weights, all nonzero.
+        return (x, y), dict(batch_size=B, sample_weight=np.full(len(x), 0.5, "float32")), len(x)
     if kind == "pydataset":
         return (_PyDataset(x, y, B),), {}, len(x)
     if kind == "generator":
@@ -139,6 +141,7 @@ class FitInputsTest(tf.test.TestCase, parameterized.TestCase):
         ("numpy_jit", "numpy", "jit"),
         ("numpy_validation_split", "numpy_validation_split", "graph"),
         ("numpy_default_batch_size", "numpy_default_batch_size", "graph"),
+        ("numpy_sample_weight", "numpy_sample_weight", "graph"),
         ("pydataset", "pydataset", "graph"),
         ("generator", "generator", "graph"),
     )
@@ -167,6 +170,18 @@ class FitInputsTest(tf.test.TestCase, parameterized.TestCase):
         before = model.learner.get_weights()
         model.fit(x, y, batch_size=B, epochs=1, verbose=0)
         self._check_trained(model, n, 1, before)
+
+    def test_online_reference_with_partial_batches(self):
+        x, y = _data()
+        model = _model("graph", online_reference=True)
+        reference_before = model.reference.get_weights()
+        before = model.learner.get_weights()
+        model.fit(x, y, batch_size=B, epochs=1, verbose=0)
+        self._check_trained(model, N, 1, before)
+        after = model.reference.get_weights()
+        self.assertTrue(
+            any(not np.allclose(a, b) for a, b in zip(reference_before, after, strict=True))
+        )
 
     @parameterized.named_parameters(("graph", "graph"), ("jit", "jit"))
     def test_super_batch_size_given_with_numpy(self, mode):
