@@ -195,9 +195,10 @@ class FitInputsTest(tf.test.TestCase, parameterized.TestCase):
 
     @parameterized.named_parameters(("graph", "graph"), ("eager", "eager"), ("jit", "jit"))
     def test_partial_batch_selects_exactly_and_ignores_unselected_rows(self, mode):
-        # One-hot inputs, bias-free learner: example i moves only row i of the
-        # kernel, so the rows that moved are exactly the rows trained on. The
-        # reference's loss grows with i, so easy_reference keeps the lowest ids.
+        # One-hot inputs, bias-free learner and actor: example i moves only row i
+        # of a kernel, so the rows that moved are exactly the rows trained on.
+        # The reference's loss grows with i and the actor starts at zero, so
+        # learnability keeps the lowest ids.
         n, size = 13, 8  # Batches of 8 and 5: keeps 0..3, then round(2.5) = 2 of 8..12.
         x = np.eye(n, dtype="float32")
         y = np.zeros(n, "int32")
@@ -211,17 +212,20 @@ class FitInputsTest(tf.test.TestCase, parameterized.TestCase):
             return model
 
         learner = dense("learner", np.zeros((n, 2), "float32"))
+        actor = dense("actor", np.zeros((n, 2), "float32"))
         model = ActiveLearner(
             learner,
             dense("reference", ref_kernel),
-            policy="easy_reference",
+            actor=actor,
+            policy="learnability",
             selection="topk",
             keep_fraction=0.5,
         )
         model.compile(optimizer=keras.optimizers.SGD(0.1), loss=LOSS, **MODES[mode])
         model.fit(x, y, batch_size=size, epochs=1, shuffle=False, verbose=0)
-        moved = np.flatnonzero(np.abs(learner.layers[0].kernel.numpy()).sum(1) > 0)
-        np.testing.assert_array_equal(moved, [0, 1, 2, 3, 8, 9])
+        for trained in (learner, actor):
+            moved = np.flatnonzero(np.abs(trained.layers[0].kernel.numpy()).sum(1) > 0)
+            np.testing.assert_array_equal(moved, [0, 1, 2, 3, 8, 9], err_msg=trained.name)
 
     def test_partial_batch_loss_is_the_mean_over_the_real_selected_rows(self):
         # One full batch of 8 then a partial one of 4 (k = 2): the step's loss on
