@@ -935,7 +935,7 @@ class ActiveLearner(keras.Model):
         frozen reference).
         """
         if not getattr(self, "_save_noted", False):
-            logging.info(
+            logging.warning(
                 "ActiveLearner.save() saves the learner (model.learner) to %s: load it with "
                 "keras.models.load_model. The actor and the reference are not saved with it.",
                 filepath,
