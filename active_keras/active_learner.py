@@ -38,9 +38,12 @@ with XLA. Under a mixed precision policy, per-example losses and scores are
 computed in float32; with `mixed_float16` every optimizer is loss-scaled.
 """
 
+import inspect
+
 import keras
 import numpy as np
 import tensorflow as tf
+from absl import logging
 from keras.src import tree
 from keras.src.losses.loss import scale_loss_for_distribution, unscale_loss_for_distribution
 
@@ -155,6 +158,57 @@ def _all_gather(context, structure):
     return tf.nest.pack_sequence_as(structure, out)
 
 
+def _pad_rows(t, n, size):
+    """Pads `t` along axis 0 from `n` rows to the static `size` with zeros (False)."""
+    t = tf.convert_to_tensor(t)
+    dtype = t.dtype
+    if dtype == tf.bool:
+        t = tf.cast(t, tf.int32)
+    shape = [size, *t.shape[1:]]  # tf.pad with computed paddings loses the static shape.
+    rest = tf.zeros([t.shape.rank - 1, 2], tf.int32)
+    t = tf.pad(t, tf.concat([tf.stack([[0, size - n]]), rest], axis=0))
+    t = tf.ensure_shape(t, shape)
+    return tf.cast(t, tf.bool) if dtype == tf.bool else t
+
+
+def _times_weight(weight, sample_weight):
+    """`weight` `[b]` times the user's `sample_weight` (`[b]` or `[b, ...]`) when given."""
+    if sample_weight is None:
+        return weight
+    sample_weight = tf.cast(sample_weight, tf.float32)
+    extra = [1] * (sample_weight.shape.rank - 1)
+    return sample_weight * tf.reshape(weight, [-1, *extra])
+
+
+def _prepended(first, rest):
+    """A generator yielding `first`, then the rest of the iterator `rest`."""
+    yield first
+    yield from rest
+
+
+def _is_array_input(x):
+    """Whether Keras batches `x` itself by `batch_size` (arrays, tensors, nests of them)."""
+    flat = tf.nest.flatten(x) if isinstance(x, (dict, list, tuple)) else [x]
+    return bool(flat) and all(isinstance(v, (np.ndarray, tf.Tensor)) for v in flat)
+
+
+def _find_super_batch_size(x, batch_size):
+    """`(B, x)` for `fit(x, batch_size=...)`: B from the arguments or the first batch.
+
+    A generator is peeked at: the returned `x` yields the peeked batch first.
+    """
+    if x is None or isinstance(x, tf.distribute.DistributedDataset):
+        return None, x
+    if isinstance(x, tf.data.Dataset):  # The static size; None without drop_remainder.
+        return tf.nest.flatten(x.element_spec)[0].shape[0], x
+    if isinstance(x, keras.utils.PyDataset):
+        return len(tf.nest.flatten(x[0])[0]), x
+    if inspect.isgenerator(x) or (hasattr(x, "__next__") and not hasattr(x, "shape")):
+        first = next(x)
+        return len(tf.nest.flatten(first)[0]), _prepended(first, x)
+    return batch_size or 32, x  # Arrays: Keras batches them by batch_size (default 32).
+
+
 @keras.saving.register_keras_serializable(package="active_keras")
 class ActiveLearner(keras.Model):
     """Trains `learner` on the most useful part of each super-batch.
@@ -243,6 +297,9 @@ class ActiveLearner(keras.Model):
         self.keep_fraction = float(keep_fraction)
         self.temperature = float(temperature)
         self.super_batch_size = super_batch_size
+        # B found by `fit()` (its batch_size, or the data's first batch) when
+        # super_batch_size is None; pads partial super-batches to this size.
+        self._fit_super_batch_size = None
         if super_batch_size is not None:
             self.sub_batch_size(super_batch_size)  # Fails early on b == 0 or b == B.
         needs = set(self.policy.requires)
@@ -368,6 +425,36 @@ class ActiveLearner(keras.Model):
                 loss_scaled,
             )
         self._build_optimizers()
+
+    def fit(self, x=None, y=None, batch_size=None, *args, **kwargs):
+        """Like `keras.Model.fit`; `batch_size` is the super-batch size `B`.
+
+        Any input `keras.Model.fit` takes works: NumPy arrays of any length (with
+        `validation_split`), `tf.data` with or without `drop_remainder`,
+        `keras.utils.PyDataset` and generators. Without `super_batch_size=`, `B`
+        is `batch_size` for arrays (Keras' default 32 when not given), the first
+        batch's size for a `PyDataset` or a generator, and the static batch size
+        of a `tf.data` dataset (unknown without `drop_remainder=True`: then pass
+        `super_batch_size=`). Batches smaller than `B` (a partial last batch) are
+        padded to `B` and trained on `round(keep_fraction * n)` of their `n` real
+        rows (at least one); see `_partial_train_step`.
+        """
+        if self.super_batch_size is None:
+            size, x = _find_super_batch_size(x, batch_size)
+            if size is not None and size != self._fit_super_batch_size:
+                self.sub_batch_size(size)  # Fails early on b == 0 or b == B.
+                if self._fit_super_batch_size is not None:
+                    self.train_function = None  # Traced for another B.
+                self._fit_super_batch_size = size
+        elif _is_array_input(x):
+            if batch_size is None:
+                batch_size = self.super_batch_size
+            elif batch_size != self.super_batch_size:
+                raise ValueError(
+                    f"fit(batch_size={batch_size}) differs from super_batch_size="
+                    f"{self.super_batch_size}: batch_size is the super-batch size B."
+                )
+        return super().fit(x, y, batch_size, *args, **kwargs)
 
     @staticmethod
     def _maybe_loss_scaled(optimizer, loss_scaled):
@@ -637,6 +724,12 @@ class ActiveLearner(keras.Model):
 
     def train_step(self, data):
         x, y, sample_weight, metadata = unpack_batch(data)
+        static = tf.nest.flatten(x)[0].shape[0]
+        padded = self._padded_size()
+        # A batch of unknown static size, or (eagerly, where every size is known)
+        # a partial one: padded to B. Static full batches take the path below.
+        if static is None or (tf.executing_eagerly() and padded and static < padded):
+            return self._partial_train_step(x, y, sample_weight, metadata)
         size = self._check_batch(x, y)
         x_sel, y_sel, sw_sel, corrupted_sel, selected_scores, b = self._select_sub_batch(
             x, y, sample_weight, metadata.get("corrupted"), size, metadata.get("example_id")
@@ -665,6 +758,131 @@ class ActiveLearner(keras.Model):
         if corrupted_sel is not None:
             self.corrupted_tracker.update_state(tf.cast(corrupted_sel, tf.float32))
         return _multi_worker_logs(self.compute_metrics(x_sel, y_sel, y_pred, sample_weight=sw_sel))
+
+    # ------------------------------------------------ partial super-batches
+
+    def _padded_size(self):
+        """`B` for batches of unknown static size: `super_batch_size`, else what `fit()` found."""
+        return self.super_batch_size or self._fit_super_batch_size
+
+    def _partial_train_step(self, x, y, sample_weight, metadata):
+        """Train step for a batch of dynamic size `n <= B` (NumPy, PyDataset, generator input).
+
+        The batch is padded with zero rows to the static size `B`, so every shape
+        in the step stays static (under XLA one program is compiled per distinct
+        `n`, usually two: full and last). Padded rows score `-inf` and are never
+        trained on. Of the static `b = round(keep_fraction * B)` sub-batch rows,
+        the first `k = max(1, round(keep_fraction * n))` are the selection among
+        the real rows (`top_k` and Gumbel-top-k return winners in rank order, so
+        they are exactly the selection of `k` of the `n`); the others get sample
+        weight 0 and the `k` get `b / k` times their weight, so the loss is the
+        mean over the `k` real selected rows. A full batch (`n = B`) selects as
+        a static one does.
+        """
+        size = self._padded_size()
+        if size is None:
+            raise ValueError(
+                "The super-batch size is unknown (None) and could not be found from fit(). "
+                "Selection needs a static size B: pass super_batch_size=B to ActiveLearner, "
+                "fit(x, y, batch_size=B) for arrays, or batch the dataset with "
+                "drop_remainder=True."
+            )
+        strategy = tf.distribute.get_strategy()
+        if strategy.num_replicas_in_sync > 1:
+            raise ValueError(
+                "Under a tf.distribute strategy every super-batch needs a static size: batch "
+                "the dataset with drop_remainder=True (see active_keras.distribute)."
+            )
+        if getattr(self._select, "uses_context", False):
+            raise ValueError(
+                f"Selection {self.selection!r} needs full super-batches of a static size: batch "
+                "the dataset with drop_remainder=True."
+            )
+        n = tf.shape(tf.nest.flatten(x)[0])[0]
+        if not self.jit_compile:  # XLA ignores asserts (and logs that it does).
+            check = tf.debugging.assert_less_equal(
+                n, size, message=f"ActiveLearner got a batch larger than its super-batch B={size}"
+            )
+            with tf.control_dependencies([check]):
+                n = tf.identity(n)
+
+        def pad(t):
+            return None if t is None else _pad_rows(t, n, size)
+
+        corrupted, example_id = metadata.get("corrupted"), metadata.get("example_id")
+        x, y, sample_weight, corrupted, example_id = tf.nest.map_structure(
+            pad, (x, y, sample_weight, corrupted, example_id)
+        )
+        self._check_batch(x, y)
+        valid = tf.range(size) < n
+        b = self.sub_batch_size(size)
+        k = tf.cast(tf.round(self.keep_fraction * tf.cast(n, tf.float64)), tf.int32)
+        k = tf.clip_by_value(k, 1, b)
+
+        scores, context = self.score(x, y, example_id)
+        scores = tf.where(valid, scores, tf.constant(-np.inf, scores.dtype))
+        index = self.select(scores, b, context)
+        keep = (tf.range(b) < k) & tf.gather(valid, index)
+        keep_f = tf.cast(keep, tf.float32)
+        count = tf.reduce_sum(keep_f)
+        if example_id is not None and self.last_selected_ids is not None:
+            ids = tf.cast(tf.gather(example_id, index), tf.int64)
+            self.last_selected_ids.assign(tf.where(keep, ids, tf.constant(-1, tf.int64)))
+
+        def take(t):
+            return None if t is None else tf.gather(t, index)
+
+        x_sel, y_sel, sw_sel, corrupted_sel = tf.nest.map_structure(
+            take, (x, y, sample_weight, corrupted)
+        )
+        weight = _times_weight(keep_f * (b / tf.maximum(count, 1.0)), sw_sel)
+
+        with tf.GradientTape() as tape:
+            y_pred = self.learner(x_sel, training=True)
+            loss = self._compute_loss(
+                x=x_sel, y=y_sel, y_pred=y_pred, sample_weight=weight, training=True
+            )
+            self._loss_tracker.update_state(
+                unscale_loss_for_distribution(loss), sample_weight=count
+            )
+            scaled = self.optimizer.scale_loss(loss)
+        variables = self.learner.trainable_variables
+        self.optimizer.apply(tape.gradient(scaled, variables), variables)
+
+        if self.actor is not None:
+            actor_loss = self._train_small(self.actor, self.actor_optimizer, x_sel, y_sel, weight)
+            self.actor_loss_tracker.update_state(actor_loss)
+        if self.online_reference:
+            valid_f = tf.cast(valid, tf.float32)
+            whole = _times_weight(valid_f * (size / tf.cast(n, tf.float32)), sample_weight)
+            self._train_small(self.reference, self.reference_optimizer, x, y, whole)
+
+        real_scores = tf.where(keep, tf.cast(tf.gather(scores, index), tf.float32), 0.0)
+        self.score_tracker.update_state(tf.reduce_sum(real_scores) / tf.maximum(count, 1.0))
+        object.__setattr__(self, "_marks_corruption", "corrupted" in metadata)
+        if corrupted_sel is not None:
+            self.corrupted_tracker.update_state(
+                tf.cast(corrupted_sel, tf.float32), sample_weight=keep_f
+            )
+        return self._partial_metrics(x_sel, y_sel, y_pred, weight, keep_f, sw_sel is None)
+
+    def _partial_metrics(self, x, y, y_pred, weight, keep, unweighted):
+        """`compute_metrics` that leaves out padding and unselected rows.
+
+        Keras updates compiled `metrics` (as opposed to `weighted_metrics`)
+        without sample weights. Without user sample weights (so both kinds are
+        unweighted) and with one output, every compiled metric is updated with
+        the 0/1 weight `keep` instead; with user sample weights, `metrics=`
+        still count the whole sub-batch (use `weighted_metrics=`).
+        """
+        compiled = [m for m in self.metrics if m.name == "compile_metrics"]
+        if not (unweighted and len(compiled) == 1 and tf.is_tensor(y_pred) and tf.is_tensor(y)):
+            return self.compute_metrics(x, y, y_pred, sample_weight=weight)
+        if not compiled[0].built:
+            compiled[0].build(y, y_pred)
+        for metric in compiled[0].metrics:
+            metric.update_state(y, y_pred, sample_weight=keep)
+        return self.get_metrics_result()
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         # Under a strategy Keras builds the model from a first batch before
@@ -705,7 +923,30 @@ class ActiveLearner(keras.Model):
             results.pop("selected_corrupted", None)
         return results
 
+    def save(self, filepath, overwrite=True, zipped=None, **kwargs):
+        """Saves the learner, the product: `model.save(path)` is `model.learner.save(path)`.
+
+        So `ModelCheckpoint("m.keras")` (`save_weights_only=False`) writes the
+        learner, which `keras.models.load_model` loads as a plain Keras model
+        that predicts as this wrapper does. The actor, the optimizers' state and
+        the frozen reference are not in that file; to resume training use
+        `save_weights()` (`ModelCheckpoint(..., save_weights_only=True)`,
+        `BackupAndRestore`), which hold the learner and the actor (never the
+        frozen reference).
+        """
+        if not getattr(self, "_save_noted", False):
+            logging.warning(
+                "ActiveLearner.save() saves the learner (model.learner) to %s: load it with "
+                "keras.models.load_model. The actor and the reference are not saved with it.",
+                filepath,
+            )
+            object.__setattr__(self, "_save_noted", True)
+        if zipped is not None:
+            kwargs["zipped"] = zipped
+        return self.learner.save(filepath, overwrite=overwrite, **kwargs)
+
     def get_config(self):
         raise NotImplementedError(
-            "Save `model.learner` (a plain Keras model) rather than the ActiveLearner wrapper."
+            "The ActiveLearner wrapper has no config: model.save() saves model.learner (a plain "
+            "Keras model); use save_weights() to checkpoint training."
         )
