@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what active_keras needs, only what is missing: the Debian data packages,
-# a virtual environment in .venv and the pip packages (pinned in setup.cfg).
+# a virtual environment in .venv and the pip packages (setup.cfg's ranges, at the versions of
+# requirements_lock.txt).
 # Idempotent and quiet when everything is already there. Source it or run it.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -23,10 +24,11 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # Reinstall when setup.cfg changes (its hash is stamped after a good install).
 stamp=.venv/.active_keras_setup
-want=$(sha256sum setup.cfg pyproject.toml | sha256sum | cut -c1-16)
+want=$(sha256sum setup.cfg pyproject.toml requirements_lock.txt | sha256sum | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: installing pip packages (a few minutes the first time)"
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e ".[test]"
+  # Constrained to the lock file: every machine, CI included, gets the versions it names.
+  .venv/bin/python -m pip install -q -c requirements_lock.txt -e ".[test]"
   echo "$want" > "$stamp"
 fi
