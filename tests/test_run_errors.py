@@ -7,30 +7,15 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import json
-import subprocess
 
 import gin
 import tensorflow as tf
 
 from active_keras import main as main_lib
+from tests.cli_helpers import ROOT, cli
+from tests.cli_helpers import TINY as CLI_TINY
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = [  # Digits with small CNNs: a whole run in seconds.
-    "ImageClassificationData.name = 'digits'",
-    "ImageClassificationData.heldout_size = 300",
-    "ImageClassificationData.label_noise = 0.2",
-    "learner/cnn_classifier.widths = (8, 16)",
-    "small/cnn_classifier.widths = (4,)",
-    "small/cnn_classifier.dense_units = 0",
-    "run.super_batch_size = 32",
-    "run.num_steps = 12",
-    "run.eval_every = 6",
-    "run.jit_compile = False",
-    "run.write_report = False",
-    "train_reference.num_steps = 10",
-    "train_reference.jit_compile = False",
-]
-CLASSACT = [os.path.join(ROOT, "gin", "classact.gin")]
+TINY = [*CLI_TINY, "run.write_report = False"]
 UNIFORM = [os.path.join(ROOT, "gin", "uniform.gin")]
 
 
@@ -40,19 +25,14 @@ class RunErrorsTest(tf.test.TestCase):
         super().tearDown()
 
     def test_a_truncated_reference_file_is_an_error_naming_it(self):
-        ref = os.path.join(self.get_temp_dir(), "reference.keras")
+        ref = os.path.join(self.get_temp_dir(), "reference.keras")  # Where `cli` looks.
         with open(ref, "wb") as f:
             f.write(b"PK\x03\x04 truncated")  # The start of a zip file, and nothing else.
-        cmd = [sys.executable, "-m", "active_keras.main", "--gin_file=gin/classact.gin"]
-        cmd += [f"--model_dir={self.get_temp_dir()}/run"]
-        cmd += [f"--gin_bindings={b}" for b in TINY + [f"run.reference_path = '{ref}'"]]
-        proc = subprocess.run(
-            cmd,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        proc = cli(
+            self.get_temp_dir(),
+            "--gin_file=gin/classact.gin",
+            f"--model_dir={self.get_temp_dir()}/run",
+            bindings=TINY,
         )
         self.assertEqual(proc.returncode, 1, proc.stderr[-3000:])
         self.assertIn(f"error: The reference file '{ref}' cannot be loaded", proc.stderr)
