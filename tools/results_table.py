@@ -148,6 +148,23 @@ def step_cost_table(path):
                 f"{v['measured_step_cost_vs_plain']:.3f} | {v['throughput_vs_plain']:.3f} | "
                 f"{v['predicted_step_cost_vs_uniform']:.3f} | {v['measured_over_predicted']:.3f} |"
             )
+    lines += [
+        "",
+        "Precomputed reference losses against computing them every step (per-round ratios of "
+        "interleaved timing windows):",
+        "",
+        "| learner / actor FLOPs | B | precomputed / computed step time: median (range) | "
+        "FLOP-predicted | noise wider than the predicted saving? |",
+        "|---|---|---|---|---|",
+    ]
+    for pair in results["pairs"].values():
+        ratio = f"{pair['learner_over_actor_flops']:.0f}x"
+        for v in pair.get("precomputed_vs_computed", {}).values():
+            lines.append(
+                f"| {ratio} | {v['super_batch_size']} | {v['measured_median']:.3f} "
+                f"({v['measured_min']:.3f}-{v['measured_max']:.3f}) | {v['predicted']:.3f} | "
+                f"{'yes' if v['noise_exceeds_predicted_saving'] else 'no'} |"
+            )
     return "\n".join(lines)
 
 
