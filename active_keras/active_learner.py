@@ -722,6 +722,30 @@ class ActiveLearner(keras.Model):
         )
         return (*selected, tf.gather(all_scores, mine), b_global // replicas)
 
+    def _update_on_sub_batch(self, x_sel, y_sel, sample_weight, count):
+        """Updates the learner (and the actor) on the selected sub-batch; returns `y_pred`.
+
+        `count` is how many selected examples the loss tracker counts.
+        """
+        # Learner: forward and gradient over the selected sub-batch only.
+        with tf.GradientTape() as tape:
+            y_pred = self.learner(x_sel, training=True)
+            loss = self._compute_loss(
+                x=x_sel, y=y_sel, y_pred=y_pred, sample_weight=sample_weight, training=True
+            )
+            self._loss_tracker.update_state(
+                unscale_loss_for_distribution(loss), sample_weight=count
+            )
+            scaled = self.optimizer.scale_loss(loss)
+        variables = self.learner.trainable_variables
+        self.optimizer.apply(tape.gradient(scaled, variables), variables)
+        if self.actor is not None:
+            actor_loss = self._train_small(
+                self.actor, self.actor_optimizer, x_sel, y_sel, sample_weight
+            )
+            self.actor_loss_tracker.update_state(actor_loss)
+        return y_pred
+
     def train_step(self, data):
         x, y, sample_weight, metadata = unpack_batch(data)
         static = tf.nest.flatten(x)[0].shape[0]
@@ -735,20 +759,7 @@ class ActiveLearner(keras.Model):
             x, y, sample_weight, metadata.get("corrupted"), size, metadata.get("example_id")
         )
 
-        # Learner: forward and gradient over the selected sub-batch only.
-        with tf.GradientTape() as tape:
-            y_pred = self.learner(x_sel, training=True)
-            loss = self._compute_loss(
-                x=x_sel, y=y_sel, y_pred=y_pred, sample_weight=sw_sel, training=True
-            )
-            self._loss_tracker.update_state(unscale_loss_for_distribution(loss), sample_weight=b)
-            scaled = self.optimizer.scale_loss(loss)
-        variables = self.learner.trainable_variables
-        self.optimizer.apply(tape.gradient(scaled, variables), variables)
-
-        if self.actor is not None:
-            actor_loss = self._train_small(self.actor, self.actor_optimizer, x_sel, y_sel, sw_sel)
-            self.actor_loss_tracker.update_state(actor_loss)
+        y_pred = self._update_on_sub_batch(x_sel, y_sel, sw_sel, b)
         if self.online_reference:
             self._train_small(self.reference, self.reference_optimizer, x, y, sample_weight)
 
@@ -837,21 +848,7 @@ class ActiveLearner(keras.Model):
         )
         weight = _times_weight(keep_f * (b / tf.maximum(count, 1.0)), sw_sel)
 
-        with tf.GradientTape() as tape:
-            y_pred = self.learner(x_sel, training=True)
-            loss = self._compute_loss(
-                x=x_sel, y=y_sel, y_pred=y_pred, sample_weight=weight, training=True
-            )
-            self._loss_tracker.update_state(
-                unscale_loss_for_distribution(loss), sample_weight=count
-            )
-            scaled = self.optimizer.scale_loss(loss)
-        variables = self.learner.trainable_variables
-        self.optimizer.apply(tape.gradient(scaled, variables), variables)
-
-        if self.actor is not None:
-            actor_loss = self._train_small(self.actor, self.actor_optimizer, x_sel, y_sel, weight)
-            self.actor_loss_tracker.update_state(actor_loss)
+        y_pred = self._update_on_sub_batch(x_sel, y_sel, weight, count)
         if self.online_reference:
             valid_f = tf.cast(valid, tf.float32)
             whole = _times_weight(valid_f * (size / tf.cast(n, tf.float32)), sample_weight)
