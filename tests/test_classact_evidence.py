@@ -60,6 +60,15 @@ class ClassActEvidenceTest(tf.test.TestCase):
             self.assertIn(f"run.num_steps = {info['budget']}", info["bindings"])
             self.assertLen(info["config_hash"], 16)
 
+    def test_every_planned_run_is_a_valid_configuration(self):
+        # A budget that `run` rejects (not a multiple of eval_every) fails at start-up, deep in a
+        # suite of hours: catch it here.
+        for run in benchmark.LADDER_SUITES["classact"](False, "reference.keras"):
+            bindings = dict(b.split(" = ", 1) for b in run.bindings)
+            num_steps, eval_every = int(bindings["run.num_steps"]), int(bindings["run.eval_every"])
+            self.assertEqual(num_steps % eval_every, 0, run.name)
+            self.assertEqual(num_steps // eval_every, benchmark.EVALS_PER_RUN, run.name)
+
     def test_summary_is_recomputed_from_the_stored_runs(self):
         with open(RESULTS) as f:
             results = json.load(f)
