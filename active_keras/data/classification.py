@@ -137,6 +137,10 @@ class ImageClassificationData:
         curated_dir: Folder of `active_keras.curate` output: its kept examples
             replace the train split (ids, labels and noise flags as curated;
             curate with the same name, seed and heldout_size).
+
+    Attributes:
+        skipped: Files of a folder source skipped as undecodable (`{"corrupt": n}`;
+            empty for the other sources).
     """
 
     def __init__(
@@ -149,7 +153,7 @@ class ImageClassificationData:
         data_dir=None,
         curated_dir=None,
     ):
-        self.skipped = {}  # Files a folder source could not decode, by reason.
+        self.skipped = {}
         if name.startswith("tfds:"):
             loader, self.num_classes, self.class_names = _tfds_source(
                 name[len("tfds:") :], data_dir
