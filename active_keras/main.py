@@ -46,7 +46,6 @@ flags.DEFINE_integer(
     "logical_cpus", 0, "Split the CPU into this many logical devices (to try mirrored on a CPU)."
 )
 
-PRIMARY_METRICS = ("test_accuracy", "zero_shot_accuracy")
 GIN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "gin")
 
 
@@ -112,6 +111,7 @@ def main(argv):
             cpu, [tf.config.LogicalDeviceConfiguration()] * FLAGS.logical_cpus
         )
     from active_keras import speedup
+    from active_keras.tasks import base
 
     try:
         bindings = list(FLAGS.gin_bindings)
@@ -128,7 +128,7 @@ def main(argv):
                 FLAGS.gin_file + FLAGS.compare_with, bindings, baseline_dir, FLAGS.local
             )
             # The task's primary metric: test accuracy (ClassAct) or zero-shot accuracy (CLIP).
-            metric = next(m for m in PRIMARY_METRICS if m in curve[0])
+            metric = base.primary_metric(curve[0])
             name = os.path.splitext(os.path.basename(FLAGS.gin_file[-1]))[0]
             rows = {
                 "baseline: " + os.path.basename(FLAGS.compare_with[-1]): speedup.compare(

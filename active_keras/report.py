@@ -31,9 +31,9 @@ import textwrap
 import numpy as np
 
 from active_keras import selection_log
+from active_keras.tasks import base
 
 REPORT_DIR = "report"
-METRICS = ("test_accuracy", "zero_shot_accuracy")
 
 
 def _plt():
@@ -76,10 +76,10 @@ def _run_name(model_dir, data):
 
 
 def pick_metric(curve):
-    """The accuracy a curve reports: the first of `METRICS` present."""
-    for name in METRICS:
-        if curve and name in curve[-1]:
-            return name
+    """The accuracy a curve reports: the first of the tasks' primary metrics present."""
+    name = base.primary_metric(curve[-1]) if curve else None
+    if name:
+        return name
     candidates = [k for k in (curve[-1] if curve else {}) if k.endswith("accuracy")]
     return candidates[0] if candidates else None
 

@@ -252,8 +252,7 @@ def run(
         The curve: a list of dicts, one per evaluation.
     """
     _writable_dir(model_dir)
-    if hasattr(task, "use_model_dir"):
-        task.use_model_dir(model_dir)  # E.g. ClipTask keeps its vocabulary there.
+    task.use_model_dir(model_dir)  # E.g. ClipTask keeps its vocabulary there.
     if mode == "reference":
         train_reference(task, reference_path)
         write_operative_config(model_dir)

@@ -17,7 +17,7 @@ import gin
 import numpy as np
 import tensorflow as tf
 
-from active_keras.data import curated, fashion_mnist, validation
+from active_keras.data import curated, fashion_mnist, image_folder, validation
 from active_keras.data.label_noise import corrupt_labels
 
 
@@ -52,26 +52,65 @@ SOURCES = {
 }
 
 
-def _tfds_source(name):
-    """A `tfds:NAME` source, read only from a locally prepared TFDS copy."""
+def _tfds_source(name, data_dir=None):
+    """A `tfds:NAME` source, read only from a locally prepared TFDS copy.
+
+    The builder is the registered one, or, for a name whose code is not
+    imported, the one its prepared files describe (`data_dir`, else TFDS's
+    default). The image and label features are found by type; the test split
+    is "test", else "validation".
+    """
     import tensorflow_datasets as tfds
 
-    builder = tfds.builder(name)
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except tfds.core.DatasetNotFoundError as e:
+        raise FileNotFoundError(
+            f"TFDS data set {name!r} is neither registered nor prepared under "
+            f"{data_dir or tfds.core.constants.DATA_DIR}: {e}"
+        ) from None
     if not builder.is_prepared():
         raise FileNotFoundError(
             f"TFDS data set {name!r} is not prepared under {builder.data_dir}; nothing is "
             f"downloaded at run time. Prepare it where there is network (`tfds build {name}`) "
             f"and copy the folder, or use a local source: {sorted(SOURCES)}."
         )
-    labels = builder.info.features["label"]
+    features = builder.info.features
+    image_key = _feature_of_type(name, features, tfds.features.Image)
+    label_key = _feature_of_type(name, features, tfds.features.ClassLabel)
+    if features[image_key].shape[:2].count(None):
+        raise ValueError(
+            f"TFDS data set {name!r} has images of varying shape {features[image_key].shape}; "
+            "this source needs one shape. Export the images to a folder and use 'folder:PATH' "
+            "with ImageFolder.image_size."
+        )
+    splits = builder.info.splits
+    test_split = next((s for s in ("test", "validation") if s in splits), None)
+    if "train" not in splits or test_split is None:
+        raise ValueError(
+            f"TFDS data set {name!r} has splits {sorted(splits)}; it needs 'train' and "
+            "'test' (or 'validation')."
+        )
 
     def load(split, data_dir=None):
-        del data_dir
-        ds = builder.as_dataset(split=split, batch_size=-1, as_supervised=True)
-        images, targets = tfds.as_numpy(ds)
-        return images.astype(np.uint8), targets.astype(np.int32)
+        del data_dir  # Bound when the builder was made.
+        ds = builder.as_dataset(split="train" if split == "train" else test_split, batch_size=-1)
+        arrays = tfds.as_numpy(ds)
+        return arrays[image_key].astype(np.uint8), arrays[label_key].astype(np.int32)
 
+    labels = features[label_key]
     return load, labels.num_classes, tuple(labels.names)
+
+
+def _feature_of_type(name, features, kind):
+    """The key of the one top-level feature of type `kind`."""
+    keys = [k for k, f in features.items() if isinstance(f, kind)]
+    if len(keys) != 1:
+        raise ValueError(
+            f"TFDS data set {name!r} needs exactly one {kind.__name__} feature; it has "
+            f"{ {k: type(f).__name__ for k, f in features.items()} }."
+        )
+    return keys[0]
 
 
 @gin.configurable
@@ -84,16 +123,24 @@ class ImageClassificationData:
     test ids offset past the training ids).
 
     Args:
-        name: A key of `SOURCES` ("fashion_mnist", "digits"), or "tfds:NAME" for
-            a TFDS data set already prepared on disk (never downloaded).
+        name: A key of `SOURCES` ("fashion_mnist", "digits"); "folder:PATH" for
+            a folder of images with one sub-folder per class
+            (`active_keras.data.image_folder`; options as `ImageFolder.*`); or
+            "tfds:NAME" for a TFDS data set already prepared on disk (under
+            `data_dir`, else TFDS's default; never downloaded).
         label_noise: Fraction of training labels replaced by another class.
         heldout_size: Examples moved from train to the held-out split.
         train_size: If set, keep only this many training examples.
         seed: Seed of the held-out carve-out and the label noise.
-        data_dir: Where the source's files are (default: its Debian package's folder).
+        data_dir: Where the source's files are (default: its Debian package's
+            folder; for TFDS, TFDS's data folder).
         curated_dir: Folder of `active_keras.curate` output: its kept examples
             replace the train split (ids, labels and noise flags as curated;
             curate with the same name, seed and heldout_size).
+
+    Attributes:
+        skipped: Files of a folder source skipped as undecodable (`{"corrupt": n}`;
+            empty for the other sources).
     """
 
     def __init__(
@@ -106,14 +153,26 @@ class ImageClassificationData:
         data_dir=None,
         curated_dir=None,
     ):
+        self.skipped = {}
         if name.startswith("tfds:"):
-            loader, self.num_classes, self.class_names = _tfds_source(name[len("tfds:") :])
+            loader, self.num_classes, self.class_names = _tfds_source(
+                name[len("tfds:") :], data_dir
+            )
+        elif name.startswith(image_folder.PREFIX):
+            folder = image_folder.ImageFolder(name[len(image_folder.PREFIX) :])
+            loader, self.num_classes, self.class_names = (
+                folder.load,
+                folder.num_classes,
+                folder.class_names,
+            )
+            self.skipped = folder.skipped
         elif name in SOURCES:
             loader, self.num_classes, self.class_names = SOURCES[name]
         else:
             raise ValueError(
-                f"Unknown data set {name!r}; available: {sorted(SOURCES)} or 'tfds:NAME' for a "
-                "locally prepared TFDS data set."
+                f"Unknown data set {name!r}; available: {sorted(SOURCES)}, 'folder:PATH' for a "
+                "folder with one sub-folder of images per class, or 'tfds:NAME' for a locally "
+                "prepared TFDS data set."
             )
         self.name = name
         kwargs = {"data_dir": data_dir} if data_dir else {}

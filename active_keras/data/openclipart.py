@@ -1,4 +1,5 @@
-"""Open Clip Art as an image-caption data set (Debian package `openclipart-png`).
+"""Open Clip Art as an image-caption data set (Debian package `openclipart-png`), and
+`ImageTextFolder`: the same for a folder of your own images and captions.
 
 Files live under `/usr/share/openclipart/png/<category>/<subcategory...>/<title>.png`.
 A caption is made from the path: the category, the subcategory words and the
@@ -14,6 +15,11 @@ padded to square with white, resized to `image_size`.
 
 Splits are deterministic: a hash of the file's path (its target, for symbolic
 links) and the seed picks train / heldout / test.
+
+`ImageTextFolder` reads any folder laid out the same way
+(`<root>/<category>/.../<image>`), PNG, JPEG, GIF or BMP, with a caption file
+beside an image (`x.png` + `x.txt`) taking the place of the caption made from
+its path. The category (first folder) is still the zero-shot class.
 
 Example:
 
@@ -38,6 +44,7 @@ import warnings
 import gin
 import numpy as np
 import tensorflow as tf
+from absl import logging
 from PIL import Image
 
 from active_keras.data.errors import MissingDataError
@@ -45,6 +52,21 @@ from active_keras.data.errors import MissingDataError
 ROOT = "/usr/share/openclipart/png"
 SPLITS = ("train", "heldout", "test")
 PROMPT = "a clip art of {}"
+CAPTION_SUFFIX = ".txt"  # `x.txt` beside `x.png` holds that image's caption.
+ID_STRIDE = 10**6  # Example ids: `index + SPLITS.index(split) * ID_STRIDE`.
+
+
+def example_ids(split, n):
+    """int64 ids of the `n` examples of `split`: their index, offset by the split."""
+    if n >= ID_STRIDE:
+        raise ValueError(f"{n} examples in split {split!r}: ids allow fewer than {ID_STRIDE}.")
+    return np.arange(n, dtype=np.int64) + SPLITS.index(split) * ID_STRIDE
+
+
+def split_and_index(ids):
+    """`(splits, indices)` of example ids (the inverse of `example_ids`)."""
+    ids = np.asarray(ids, np.int64).reshape(-1)
+    return [SPLITS[i] for i in ids // ID_STRIDE], ids % ID_STRIDE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,22 +151,34 @@ def split_of(key, seed=0, heldout_fraction=0.1, test_fraction=0.1):
     return "train"
 
 
-def check_image(path, max_pixels):
-    """`None` if `path` is a readable PNG of at most `max_pixels`, else the reason."""
+def check_image(path, max_pixels, formats=("PNG",)):
+    """`None` if `path` is a readable image (of `formats`) of at most `max_pixels`, else why."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as image:
-                if image.format != "PNG":
+                if image.format not in formats:
                     return "corrupt"
                 if image.size[0] * image.size[1] > max_pixels:
                     return "too_large"
-                image.verify()  # Reads every chunk and its CRC: catches truncation.
+                if image.format == "PNG":
+                    image.verify()  # Reads every chunk and its CRC: catches truncation.
+                else:
+                    image.load()  # Other formats: decode it all (a truncated JPEG fails).
     except Image.DecompressionBombError:
         return "too_large"
     except Exception:  # noqa: BLE001 - any failure to read means unusable.
         return "corrupt"
     return None
+
+
+def caption_from_file(path):
+    """The text of `path`'s caption file (`x.txt` beside `x.png`), or None if none or empty."""
+    text_path = os.path.splitext(path)[0] + CAPTION_SUFFIX
+    if not os.path.isfile(text_path):
+        return None
+    with open(text_path, encoding="utf-8") as f:
+        return " ".join(f.read().split()) or None
 
 
 def scan(
@@ -154,6 +188,7 @@ def scan(
     seed=0,
     heldout_fraction=0.1,
     test_fraction=0.1,
+    formats=("PNG",),
 ):
     """Lists and validates the data set.
 
@@ -166,6 +201,8 @@ def scan(
         seed: Split seed.
         heldout_fraction: Fraction of files in the held-out split.
         test_fraction: Fraction of files in the test split.
+        formats: PIL format names accepted as images; other files are corrupt.
+            Caption files (`CAPTION_SUFFIX`) are not images.
 
     Returns:
         `(examples, skipped)`: a sorted list of `Example`, and a dict
@@ -185,15 +222,16 @@ def scan(
             continue  # Files outside any category have no label.
         for filename in sorted(filenames):
             path = os.path.join(dirpath, filename)
-            if os.path.islink(path) and not include_links:
+            if (os.path.islink(path) and not include_links) or filename.endswith(CAPTION_SUFFIX):
                 continue
-            reason = check_image(path, max_pixels)
+            reason = check_image(path, max_pixels, formats)
             if reason:
                 skipped[reason].append(path)
                 continue
             key = os.path.relpath(os.path.realpath(path), real_root)
             split = split_of(key, seed, heldout_fraction, test_fraction)
-            examples.append(Example(path, caption(path, root), category_of(path, root), split))
+            text = caption_from_file(path) or caption(path, root)
+            examples.append(Example(path, text, category_of(path, root), split))
     return examples, skipped
 
 
@@ -228,13 +266,20 @@ def _cached_scan(cache_dir, root, *args):
     return examples, skipped
 
 
-def decode_image(png_bytes, image_size=64):
-    """Decodes PNG bytes to float32 `[image_size, image_size, 3]` in `[0, 1]`.
+def decode_image(image_bytes, image_size=64):
+    """Decodes image bytes to float32 `[image_size, image_size, 3]` in `[0, 1]`.
 
-    Transparency is composited over white, and the image is padded to a square
-    with white (keeping its aspect ratio) before resizing. Works in `tf.data`.
+    PNG transparency is composited over white, and the image is padded to a
+    square with white (keeping its aspect ratio) before resizing. JPEG, GIF and
+    BMP are read as RGB. Works in `tf.data`.
     """
-    rgba = tf.io.decode_png(png_bytes, channels=4, dtype=tf.uint8)
+
+    def other():
+        rgb = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
+        return tf.pad(rgb, [[0, 0], [0, 0], [0, 1]], constant_values=255)  # Opaque.
+
+    is_png = tf.strings.substr(image_bytes, 0, 8) == b"\x89PNG\r\n\x1a\n"
+    rgba = tf.cond(is_png, lambda: tf.io.decode_png(image_bytes, channels=4, dtype=tf.uint8), other)
     rgba = tf.cast(rgba, tf.float32) / 255.0
     rgb, alpha = rgba[..., :3], rgba[..., 3:]
     rgb = rgb * alpha + (1.0 - alpha)
@@ -264,6 +309,8 @@ class OpenClipArt:
         skipped: `{"corrupt": n, "too_large": n}`, files skipped while scanning.
     """
 
+    formats = ("PNG",)  # PIL format names of the images read.
+
     def __init__(
         self,
         root=ROOT,
@@ -279,13 +326,25 @@ class OpenClipArt:
         self.image_size = int(image_size)
         self.cache_dir = cache_dir
         scan_args = (root, include_links, max_pixels, seed, heldout_fraction, test_fraction)
+        if self.formats != OpenClipArt.formats:  # Open Clip Art's cache keys stay as they were.
+            scan_args += (self.formats,)
         self._examples, skipped = (
             _cached_scan(cache_dir, *scan_args) if cache_dir else scan(*scan_args)
         )
         if not self._examples:
-            raise ValueError(f"No readable PNG images under {root}.")
+            raise ValueError(
+                f"No readable images ({', '.join(self.formats)}) in category folders under "
+                f"{root} (expected {root}/<category>/<image>)."
+            )
         self.skipped_paths = skipped
         self.skipped = {reason: len(paths) for reason, paths in skipped.items()}
+        if self.num_skipped:
+            logging.warning(
+                "Skipped %s image file(s) under %s, e.g. %s.",
+                self.skipped,
+                root,
+                next(p for paths in skipped.values() for p in paths),
+            )
         self.class_names = tuple(sorted({e.category for e in self._examples}))
         self.num_classes = len(self.class_names)
 
@@ -301,7 +360,15 @@ class OpenClipArt:
 
     def captions(self, split, style="full"):
         """Captions of `split` (`style="category"` for the cleaner, category-only ones)."""
+        if style == "full":  # From the path, or the image's caption file.
+            return [e.caption for e in self.examples(split)]
         return [caption(e.path, self.root, style) for e in self.examples(split)]
+
+    def captions_of(self, ids):
+        """The ("full") captions of examples given by their ids (see `dataset`)."""
+        splits, indices = split_and_index(ids)
+        captions = {split: self.captions(split) for split in set(splits)}
+        return [captions[s][i] for s, i in zip(splits, indices, strict=True)]
 
     def labels(self, split):
         """int32 category indices of `split` into `class_names`."""
@@ -343,6 +410,7 @@ class OpenClipArt:
         drop_remainder=None,
         cache=True,
         seed=0,
+        start_batch=0,
     ):
         """A `tf.data.Dataset` of `({"image", "tokens"}, label, {"example_id"})` batches.
 
@@ -359,6 +427,8 @@ class OpenClipArt:
                 file path to cache them on disk for later runs, False not at all.
                 Ignored with `cache_dir` (images are then decoded ahead, once).
             seed: Shuffle seed.
+            start_batch: Index of the first batch to give (the seeded stream
+                is read up to there: how a resumed run continues exactly).
 
         Returns:
             Batches of images float32 `[B, S, S, 3]` in `[0, 1]`, tokens int32
@@ -372,7 +442,7 @@ class OpenClipArt:
         examples = self.examples(split)
         # Tokenise all captions once: cheap, and keeps the pipeline deterministic.
         tokens = np.asarray(tokenizer(self.captions(split, caption_style)), np.int32)
-        ids = np.arange(len(examples), dtype=np.int64) + SPLITS.index(split) * 10**6
+        ids = example_ids(split, len(examples))
         if self.cache_dir:
             # Decoded once (on disk), held in memory: no per-epoch PNG decoding.
             ds = tf.data.Dataset.from_tensor_slices(
@@ -405,6 +475,8 @@ class OpenClipArt:
         if repeat:
             ds = ds.repeat()
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+        if start_batch:
+            ds = ds.skip(start_batch)
         ds = ds.map(
             lambda image, tok, label, example_id: (
                 {"image": image, "tokens": tok},
@@ -413,3 +485,31 @@ class OpenClipArt:
             )
         )
         return ds.prefetch(tf.data.AUTOTUNE)
+
+
+@gin.configurable
+class ImageTextFolder(OpenClipArt):
+    """Your own image-caption pairs, in the layout of Open Clip Art.
+
+    `root/<category>/.../<name>.<png|jpg|jpeg|gif|bmp>`, each image with an
+    optional caption file `root/<category>/.../<name>.txt`; an image without
+    one gets the caption made from its path (category, sub-folder and file
+    name words, as for Open Clip Art). The category is the zero-shot class,
+    so give at least two. Every other behaviour (validation, splits, ids,
+    caching) is `OpenClipArt`'s.
+
+    Args:
+        root: The folder.
+        **options: `OpenClipArt`'s other arguments (`image_size`, `seed`,
+            `heldout_fraction`, `test_fraction`, `cache_dir`, ...). Those not
+            given here or bound as `ImageTextFolder.*` fall back to their
+            `OpenClipArt.*` bindings, so a config for Open Clip Art (such as
+            gin/activeclip.gin) applies as it is.
+    """
+
+    formats = ("PNG", "JPEG", "GIF", "BMP")
+
+    def __init__(self, root, **options):
+        if not os.path.isdir(root):
+            raise FileNotFoundError(f"Image-text folder {root!r} does not exist.")
+        super().__init__(root, **options)

@@ -1,15 +1,9 @@
 """The image-classification task (ClassAct): data, models, loss and evaluation.
 
 A task is the one place where a run's domain lives; `active_keras.train` is
-generic over tasks. A task provides:
-
-- `dataset(split, batch_size, shuffle=..., repeat=..., seed=...)`: `tf.data`
-  batches `(x, y, metadata)`; splits "train", "heldout" (reference data), "test".
-- `build_learner()`, `build_small()`: fresh models (actor and reference share
-  the small architecture).
-- `loss()`, `metrics()`, `example_loss`: what `compile()` and scoring use.
-- `evaluate(model)`: test metrics of a trained model, a dict of floats.
-- `check_model(model, role)`: clear errors when a loaded model does not fit.
+generic over tasks. Its interface is `active_keras.tasks.base.Task`: data
+splits, fresh models, the loss and metrics, evaluation, model checks and
+per-example facts for the selection log.
 
 Example:
 
@@ -27,10 +21,11 @@ import tensorflow as tf
 
 from active_keras.data.classification import ImageClassificationData
 from active_keras.models import cnn
+from active_keras.tasks import base
 
 
 @gin.configurable
-class ClassificationTask:
+class ClassificationTask(base.Task):
     """Image classification with integer labels and logits outputs.
 
     Args:

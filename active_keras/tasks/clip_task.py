@@ -1,9 +1,10 @@
-"""The image-text task (ActiveCLIP) on Open Clip Art: data, towers, loss and evaluation.
+"""The image-text task (ActiveCLIP): data, towers, loss and evaluation.
 
-Follows the task interface of `active_keras.tasks.classification` (a thin
-adapter; the lead owns the training loop). The learner and the small models are
-two-tower models from `active_keras.models.clip` with a packed output; the
-compiled loss is SigLIP or CLIP, scoring uses `negative_dot`.
+Implements `active_keras.tasks.base.Task` on Open Clip Art or your own
+image-text folder (`active_keras.data.openclipart.ImageTextFolder`). The
+learner and the small models are two-tower models from
+`active_keras.models.clip` with a packed output; the compiled loss is SigLIP
+or CLIP, scoring uses `negative_dot`.
 
 Example:
 
@@ -20,19 +21,20 @@ import gin
 import numpy as np
 
 from active_keras import losses
-from active_keras.data import openclipart
 from active_keras.data.openclipart import PROMPT, OpenClipArt
 from active_keras.evaluation import clip_eval
 from active_keras.models import clip
+from active_keras.tasks import base
 from active_keras.text import tokenizer as tokenizer_lib
 
 
 @gin.configurable
-class ClipTask:
+class ClipTask(base.Task):
     """Image-caption contrastive learning, evaluated zero-shot and by retrieval.
 
     Args:
-        data: An `OpenClipArt` (built with defaults if None).
+        data: An `OpenClipArt` or `ImageTextFolder` (Open Clip Art with
+            defaults if None).
         vocab_dir: Where the tokenizer vocabulary is saved / reused; None: the
             run's model directory (set by `train.run` through `use_model_dir`),
             or, outside a run, learned without saving.
@@ -168,9 +170,5 @@ class ClipTask:
         del x
         facts = {"label": np.asarray(y)}
         if "example_id" in metadata:
-            # Example ids are `index + split_number * 10**6` (OpenClipArt.dataset).
-            ids = np.asarray(metadata["example_id"]).reshape(-1)
-            splits = [openclipart.SPLITS[i] for i in ids // 10**6]
-            captions = {split: self.data.captions(split) for split in set(splits)}
-            facts["caption"] = [captions[s][i] for s, i in zip(splits, ids % 10**6, strict=True)]
+            facts["caption"] = self.data.captions_of(metadata["example_id"])
         return facts
