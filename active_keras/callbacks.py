@@ -1,13 +1,12 @@
 """Keras callbacks of a run: the evaluated learning curve, and stopping on NaN.
 
-`CurveLogger` also prints the run's progress: one line per evaluation, e.g.
+`CurveLogger` also prints the run's progress, one line per evaluation (wrapped here):
 
     step 1500/3000: test_accuracy 0.8112, train loss 0.5480, 3.21 TFLOPs,
     0:02:10 elapsed, ETA 0:02:10
 
-(on one line).
-(A Keras "epoch" here is one evaluation interval of a single run: `train.run`
-calls `fit(verbose=0)` and leaves the progress to this line.)
+A Keras "epoch" here is one evaluation interval of a single run: `train.run`
+calls `fit(verbose=0)` and leaves the progress to this line.
 
 Example:
 
