@@ -1,16 +1,27 @@
 """Keras callbacks of a run: the evaluated learning curve, and stopping on NaN.
 
+`CurveLogger` also prints the run's progress, one line per evaluation (wrapped here):
+
+    step 1500/3000: test_accuracy 0.8112, train loss 0.5480, 3.21 TFLOPs,
+    0:02:10 elapsed, ETA 0:02:10
+
+A Keras "epoch" here is one evaluation interval of a single run: `train.run`
+calls `fit(verbose=0)` and leaves the progress to this line.
+
 Example:
 
 ```python
-curve = CurveLogger(task, ledger, steps_per_epoch=250, path="runs/x/metrics.json")
-model.fit(ds, epochs=12, steps_per_epoch=250, callbacks=[curve, StopOnNaN()])
+curve = CurveLogger(task, ledger, steps_per_epoch=250, path="runs/x/metrics.json",
+                    total_steps=3000)
+model.fit(ds, epochs=12, steps_per_epoch=250, callbacks=[curve, StopOnNaN()], verbose=0)
 ```
 """
 
+import datetime
 import json
 import math
 import os
+import time
 
 import keras
 import tensorflow as tf
@@ -62,6 +73,9 @@ class CurveLogger(keras.callbacks.Callback):
         initial_step: The step a resumed run starts from. Steps are counted
             from it batch by batch, so a resumed run's first, shorter epoch
             still evaluates at the right step.
+        total_steps: The run's length, for the progress line's "step N/total"
+            and ETA (without it, neither is shown).
+        print_progress: Print one `progress_line` per evaluation.
     """
 
     def __init__(
@@ -74,8 +88,13 @@ class CurveLogger(keras.callbacks.Callback):
         curve=None,
         extra=None,
         initial_step=0,
+        total_steps=None,
+        print_progress=True,
     ):
         super().__init__()
+        self.total_steps = total_steps
+        self.print_progress = print_progress
+        self._clock = None  # (time, step) when this process started training.
         self.task = task
         self.ledger = ledger
         self.steps_per_epoch = steps_per_epoch
@@ -124,6 +143,9 @@ class CurveLogger(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         if not self.curve:
             self.add(self.point(self.step))
+            self._print(self.curve[-1], note="before training")
+        if self._clock is None:
+            self._clock = (time.monotonic(), self.step)
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_start = self.step
@@ -134,13 +156,61 @@ class CurveLogger(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.add(self.point(self.step, logs))
-        latest = self.curve[-1]
-        metric = self.task.primary_metric
-        print(
-            f"step {latest['step']}: {metric} {latest[metric]:.4f}, "
-            f"total GFLOPs {latest['total_flops'] / 1e9:.1f}",
-            flush=True,
+        self._print(self.curve[-1])
+
+    def _print(self, point, note=None):
+        if not self.print_progress:
+            return
+        elapsed = eta = None
+        if self._clock is not None:
+            start_time, start_step = self._clock
+            elapsed = time.monotonic() - start_time
+            if self.total_steps and point["step"] > start_step:
+                rate = elapsed / (point["step"] - start_step)
+                eta = rate * max(self.total_steps - point["step"], 0)
+        line = progress_line(
+            point, self.task.primary_metric, self.total_steps, elapsed=elapsed, eta=eta
         )
+        print(f"{line} ({note})" if note else line, flush=True)
+
+
+def format_flops(flops):
+    """`flops` with an SI prefix: "3.21 TFLOPs"."""
+    for prefix, scale in (("E", 1e18), ("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6)):
+        if flops >= scale:
+            return f"{flops / scale:.3g} {prefix}FLOPs"
+    return f"{flops:.3g} FLOPs"
+
+
+def _clock(seconds):
+    return str(datetime.timedelta(seconds=round(seconds)))
+
+
+def progress_line(point, metric, total_steps=None, elapsed=None, eta=None):
+    """One line of progress for an evaluated curve point.
+
+    Args:
+        point: A curve point (`step`, the metric, `total_flops`, `train_loss`).
+        metric: The task's primary metric (test or zero-shot accuracy).
+        total_steps: The run's length; shown as "step N/total" if given.
+        elapsed: Seconds of training so far in this process, if known.
+        eta: Estimated seconds to the end of the run, if known.
+
+    Returns:
+        One line, for example "step 1500/3000: test_accuracy 0.8112, train loss
+        0.5480, 3.21 TFLOPs, 0:02:10 elapsed, ETA 0:02:10".
+    """
+    step = f"{point['step']}/{total_steps}" if total_steps else f"{point['step']}"
+    parts = [f"{metric} {point[metric]:.4f}"]
+    if "train_loss" in point:
+        parts.append(f"train loss {point['train_loss']:.4f}")
+    if "total_flops" in point:
+        parts.append(format_flops(point["total_flops"]))
+    if elapsed is not None:
+        parts.append(f"{_clock(elapsed)} elapsed")
+    if eta is not None:
+        parts.append(f"ETA {_clock(eta)}")
+    return f"step {step}: " + ", ".join(parts)
 
 
 def load_curve(path):

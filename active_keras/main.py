@@ -10,6 +10,10 @@ Flags:
   --strategy      one_device | mirrored | multi_worker_mirrored | tpu.
   --tpu_address   For --strategy=tpu.
   --peer_timeout  Multi-worker: seconds to wait for a missing peer (default 600).
+  --verbose       Also print TensorFlow's own log (C++ start-up lines, INFO lines,
+                  its deprecation notices); ACTIVE_KERAS_VERBOSE=1 does the same.
+                  Without it they are hidden (`active_keras.quiet`); an explicit
+                  TF_CPP_MIN_LOG_LEVEL in the environment is respected.
 
 Example:
 
@@ -41,6 +45,11 @@ flags.DEFINE_integer(
     None,
     "Multi-worker: seconds to wait for a peer worker (to join, or in a collective) before "
     "exiting with an error that names it (default 600).",
+)
+flags.DEFINE_bool(
+    "verbose",
+    False,
+    "Also print TensorFlow's own log lines (C++ start-up, INFO, internal deprecations).",
 )
 flags.DEFINE_integer(
     "logical_cpus", 0, "Split the CPU into this many logical devices (to try mirrored on a CPU)."
@@ -121,15 +130,17 @@ def main(argv):
             bindings.append(f"make_strategy.tpu_address = '{FLAGS.tpu_address}'")
         if FLAGS.peer_timeout is not None:
             bindings.append(f"make_strategy.peer_timeout = {FLAGS.peer_timeout}")
+        name = os.path.splitext(os.path.basename(FLAGS.gin_file[-1]))[0]
+        print(f"run: {name} in {model_dir}", flush=True)
         curve = run_config(FLAGS.gin_file, bindings, model_dir, FLAGS.local)
         if FLAGS.compare_with and curve:
             baseline_dir = os.path.join(model_dir, "baseline")
+            print(f"\nbaseline: {os.path.basename(FLAGS.compare_with[-1])} in {baseline_dir}")
             baseline = run_config(
                 FLAGS.gin_file + FLAGS.compare_with, bindings, baseline_dir, FLAGS.local
             )
             # The task's primary metric: test accuracy (ClassAct) or zero-shot accuracy (CLIP).
             metric = base.primary_metric(curve[0])
-            name = os.path.splitext(os.path.basename(FLAGS.gin_file[-1]))[0]
             rows = {
                 "baseline: " + os.path.basename(FLAGS.compare_with[-1]): speedup.compare(
                     baseline, baseline, metric
@@ -184,4 +195,8 @@ def _lost_peer(error):
 
 
 if __name__ == "__main__":
+    from active_keras import quiet
+
+    if not set(sys.argv[1:]) & {"--help", "--helpshort", "--helpfull", "-h", "-?"}:
+        quiet.start(verbose=quiet.verbose_requested(sys.argv[1:]))  # Before TensorFlow starts.
     app.run(main)

@@ -5,7 +5,9 @@ r"""Selection report: an HTML page of figures about a run and what it selected.
 
 - test accuracy (the task's primary metric) against learner updates and
   against total training FLOPs, for `DIR` and every compared run (read from
-  their `metrics.json`);
+  their `metrics.json`), from the first evaluation after step 0; runs of the
+  same configuration that differ only in their seeds are drawn as their mean
+  with a band from the lowest to the highest (`draw_curves`);
 - the selection rate of each class over training;
 - the fraction of corrupted labels among the selected examples over training
   (the logged super-batches, and every run's own training-step metric);
@@ -26,14 +28,16 @@ Example:
 import html
 import json
 import os
+import re
 import textwrap
 
 import numpy as np
 
-from active_keras import selection_log
 from active_keras.tasks import base
 
 REPORT_DIR = "report"
+# Gin bindings that only change a run's randomness (`run.seed = 1`, ...).
+_SEED_BINDING = re.compile(r"^\s*[\w./]*seed\s*=.*$", re.M)
 
 
 def _plt():
@@ -56,11 +60,19 @@ def load_run(model_dir):
         raise FileNotFoundError(f"{path} does not exist: is {model_dir!r} a run directory?")
     with open(path) as f:
         data = json.load(f)
+    from active_keras import selection_log  # Imports TensorFlow: only when a run is read.
+
     log_dir = os.path.join(model_dir, "selection_log")
+    config_path = os.path.join(model_dir, "operative_config.gin")
+    config = ""
+    if os.path.exists(config_path):
+        with open(config_path) as f:
+            config = f.read()
     return {
         "dir": model_dir,
         "name": _run_name(model_dir, data),
         "facts": {k: v for k, v in data.items() if k != "curve"},
+        "config": config,
         "curve": data.get("curve", []),
         "records": selection_log.read_records(log_dir),
         "examples": selection_log.read_examples(log_dir),
@@ -68,11 +80,11 @@ def load_run(model_dir):
 
 
 def _run_name(model_dir, data):
-    base = os.path.basename(os.path.normpath(model_dir))
+    folder = os.path.basename(os.path.normpath(model_dir))
     policy = data.get("policy")
-    if policy and policy not in base:
-        return f"{base} ({policy}, {data.get('selection', '')})"
-    return base
+    if policy and policy not in folder:
+        return f"{folder} ({policy}, {data.get('selection', '')})"
+    return folder
 
 
 def pick_metric(curve):
@@ -92,26 +104,102 @@ def _save(fig, out_dir, name):
     return name
 
 
+def trained_points(curve, metric, key):
+    """The points of `curve` to plot against `key`: the evaluations after step 0.
+
+    The step-0 point is the untrained model; drawn, it is a vertical line
+    from chance level up to the first evaluation.
+    """
+    return [p for p in curve if p.get("step", 0) > 0 and metric in p and key in p]
+
+
+def spread(curves, metric, key):
+    """Mean, lowest and highest `metric` over several runs' curves.
+
+    Taken at the steps every curve evaluated (after step 0); x is the mean of
+    `key` there (for `total_flops`, runs of one configuration agree).
+
+    Returns:
+        A dict of lists `x`, `mean`, `low`, `high` (one value a common step), or
+        None if the curves share no evaluated step.
+    """
+    by_step = [{p["step"]: p for p in trained_points(c, metric, key)} for c in curves]
+    steps = sorted(set.intersection(*(set(points) for points in by_step)))
+    if not steps:
+        return None
+    values = np.array([[points[s][metric] for s in steps] for points in by_step], float)
+    x = np.array([[points[s][key] for s in steps] for points in by_step], float).mean(0)
+    return {
+        "x": x.tolist(),
+        "mean": values.mean(0).tolist(),
+        "low": values.min(0).tolist(),
+        "high": values.max(0).tolist(),
+    }
+
+
+def draw_curves(ax, curves, metric, key, label, **style):
+    """Draws one configuration's curves of `metric` against `key` on `ax`.
+
+    One curve is drawn as it is; several (the same configuration over seeds)
+    as their mean with a band from the lowest to the highest value. Both start
+    at the first evaluation after step 0.
+
+    Returns:
+        The plotted `metric` values (for the axis limits).
+    """
+    band = spread(curves, metric, key) if len(curves) > 1 else None
+    if band:
+        (line,) = ax.plot(
+            band["x"], band["mean"], label=f"{label} (mean of {len(curves)} seeds)", **style
+        )
+        ax.fill_between(band["x"], band["low"], band["high"], color=line.get_color(), alpha=0.2)
+        return band["low"] + band["high"]
+    plotted = []
+    for i, curve in enumerate(curves):
+        points = trained_points(curve, metric, key)
+        values = [p[metric] for p in points]
+        ax.plot([p[key] for p in points], values, label=label if i == 0 else None, **style)
+        plotted += values
+    return plotted
+
+
+def group_by_config(runs):
+    """`runs` grouped by configuration: runs that differ only in their seeds share a group.
+
+    The configuration is a run's facts (metrics.json) and operative gin config,
+    without the seed bindings. Groups keep the order of their first run.
+    """
+    groups = {}
+    for run in runs:
+        facts = {k: v for k, v in run["facts"].items() if k != "seed"}
+        config = _SEED_BINDING.sub("", run.get("config", ""))
+        key = json.dumps(facts, sort_keys=True, default=str) + config
+        groups.setdefault(key, []).append(run)
+    return list(groups.values())
+
+
 def plot_curves(runs, metric, out_dir):
-    """Accuracy against learner updates and against total FLOPs, every run."""
+    """Accuracy against learner updates and against total FLOPs, every run (or seed group)."""
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
     axes_keys = (("learner_updates", "learner updates"), ("total_flops", "total training FLOPs"))
+    groups = group_by_config(runs)
     for ax, (key, label) in zip(axes, axes_keys, strict=True):
-        for i, run in enumerate(runs):
-            points = [p for p in run["curve"] if metric in p and key in p]
-            ax.plot(
-                [p[key] for p in points],
-                [p[metric] for p in points],
-                "-o" if i == 0 else "--o",
+        plotted = []
+        for i, group in enumerate(groups):
+            plotted += draw_curves(
+                ax,
+                [run["curve"] for run in group],
+                metric,
+                key,
+                group[0]["name"],
+                ls="-" if i == 0 else "--",
+                marker="o",
                 ms=3,
                 lw=2.0 if i == 0 else 1.2,
-                label=run["name"],
             )
-        # Zoom past the untrained start point, where the runs differ.
-        later = [p[metric] for run in runs for p in run["curve"][1:] if metric in p]
-        if later:
-            ax.set_ylim(max(min(later) - 0.02, 0.0), max(later) + 0.01)
+        if plotted:
+            ax.set_ylim(max(min(plotted) - 0.02, 0.0), max(plotted) + 0.01)
         ax.set_xlabel(label)
         ax.set_ylabel(metric.replace("_", " "))
         ax.set_title(f"{metric.replace('_', ' ')} vs {label}")
@@ -268,7 +356,8 @@ def _summary_rows(runs, metric):
 
 _FIGURE_TEXT = {
     "accuracy.png": "Test accuracy against learner updates (left) and against total training "
-    "FLOPs including scoring and the small models (right).",
+    "FLOPs including scoring and the small models (right), from the first evaluation. Runs "
+    "of one configuration with different seeds: their mean, shaded from lowest to highest.",
     "class_selection.png": "How often each class is selected, relative to a uniform draw "
     "(1.0), on the logged super-batches.",
     "corrupted.png": "Fraction of corrupted (noisy) labels among the selected examples: "
@@ -375,4 +464,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    from active_keras import quiet
+
+    quiet.start(verbose=quiet.verbose_requested())
     main()

@@ -99,8 +99,14 @@ def train_reference(
     )
     ds = task.dataset(split, batch_size, shuffle=True, repeat=True, seed=seed)
     ds = ds.map(lambda x, y, meta: (x, y))
-    model.fit(
-        ds, steps_per_epoch=num_steps, epochs=1, verbose=2, callbacks=[callbacks_lib.StopOnNaN()]
+    print(f"reference: training the small model for {num_steps} steps on {split!r}", flush=True)
+    history = model.fit(
+        ds,
+        steps_per_epoch=num_steps,
+        epochs=1,
+        shuffle=False,  # The dataset is shuffled already.
+        verbose=0,
+        callbacks=[callbacks_lib.StopOnNaN()],
     )
     folder, name = os.path.split(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
@@ -109,7 +115,7 @@ def train_reference(
     os.replace(partial, path)  # Atomic: a killed run never leaves a half-written reference.
     print(
         f"reference: {task.primary_metric} {task.evaluate(model)[task.primary_metric]:.4f}, "
-        f"saved to {path}",
+        f"train loss {history.history['loss'][-1]:.4f}, saved to {path}",
         flush=True,
     )
     return model
@@ -222,7 +228,10 @@ def run(
         optimizer_fn: Makes the learner's optimizer (the actor's is a copy).
         jit_compile: XLA-compile the train step (one device).
         seed: Seed of weights, data order and sampling.
-        verbose: Keras fit verbosity.
+        verbose: Progress printed: 2 (default) one line per evaluation (step,
+            accuracy, FLOPs so far, ETA; `callbacks.progress_line`), 1 that
+            line and Keras's progress bar within each evaluation interval
+            (which Keras calls an epoch), 0 nothing.
         checkpoint_every: Steps between checkpoints in `model_dir/checkpoints`
             (default `eval_every`); one is also taken at the end. Rerunning the
             same command resumes from the latest (`active_keras.checkpointing`).
@@ -272,7 +281,7 @@ def run(
             num_steps=num_steps,
             jit_compile=jit_compile,
             seed=seed,
-            verbose=verbose,
+            verbose=_fit_verbosity(verbose),
         )
     policy = policies.get(policy)
     if deterministic:
@@ -303,6 +312,11 @@ def run(
             record_selections=record_selections,
             reference_losses=reference_losses,
         )
+
+
+def _fit_verbosity(verbose):
+    """Keras's progress bar only for `run.verbose = 1`; else the evaluation line is the progress."""
+    return 1 if verbose == 1 else 0
 
 
 def _reference_pretraining_flops(ledger, online_reference):
@@ -437,6 +451,8 @@ def _train(
         curve=curve,
         extra=facts,
         initial_step=start,
+        total_steps=num_steps,
+        print_progress=verbose > 0,
     )
     checkpointer.track_curve(lambda: curve_logger.curve)
     write_operative_config(model_dir)
@@ -463,7 +479,8 @@ def _train(
             initial_epoch=segment.initial_epoch,
             epochs=segment.epochs,
             steps_per_epoch=segment.steps_per_epoch,
-            verbose=verbose,
+            shuffle=False,  # The dataset is shuffled already.
+            verbose=_fit_verbosity(verbose),
             callbacks=callbacks,
         )
     if not segments:

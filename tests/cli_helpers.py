@@ -33,8 +33,14 @@ def env(**extra):
     return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **extra)
 
 
-def cli(tmp_dir, *args, bindings=TINY):
+def cli(tmp_dir, *args, bindings=TINY, environ=None):
     """Runs `python -m active_keras.main` with the reference kept in `tmp_dir`.
+
+    Args:
+      tmp_dir: Where the reference goes.
+      *args: Command-line flags.
+      bindings: Gin bindings.
+      environ: The child's environment (default `env()`, TensorFlow quiet).
 
     Returns:
       The finished `subprocess.CompletedProcess`, output captured as text.
@@ -42,7 +48,9 @@ def cli(tmp_dir, *args, bindings=TINY):
     ref = os.path.join(tmp_dir, "reference.keras")
     cmd = [sys.executable, "-m", "active_keras.main", *args]
     cmd += [f"--gin_bindings={b}" for b in bindings + [f"run.reference_path = '{ref}'"]]
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env())
+    return subprocess.run(
+        cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=environ or env()
+    )
 
 
 def cmd(model_dir, ref, *flags, bindings=BINDINGS):

@@ -141,5 +141,71 @@ class ReportTest(tf.test.TestCase):
         self._check_png(shot)
 
 
+def _curve(steps, accuracies, flops_per_step=10.0):
+    return [
+        {"step": s, "learner_updates": s, "total_flops": s * flops_per_step, "test_accuracy": a}
+        for s, a in zip(steps, accuracies, strict=True)
+    ]
+
+
+class AccuracyPlotTest(tf.test.TestCase):
+    """The accuracy figure's data: from the first evaluation, and the spread over seeds."""
+
+    def setUp(self):
+        super().setUp()
+        from active_keras import report
+
+        self.report = report
+        self.plt = report._plt()
+
+    def test_plotted_curve_starts_at_the_first_evaluation(self):
+        curve = _curve([0, 6, 12], [0.1, 0.5, 0.6])
+        self.assertEqual(
+            [p["step"] for p in self.report.trained_points(curve, "test_accuracy", "total_flops")],
+            [6, 12],
+        )
+        fig, ax = self.plt.subplots()
+        values = self.report.draw_curves(ax, [curve], "test_accuracy", "learner_updates", "run")
+        self.assertEqual(values, [0.5, 0.6])
+        self.assertEqual(list(ax.lines[0].get_xdata()), [6, 12])
+        self.plt.close(fig)
+
+    def test_spread_over_seeds_at_common_steps(self):
+        curves = [
+            _curve([0, 6, 12], [0.1, 0.5, 0.6]),
+            _curve([0, 6, 12], [0.1, 0.3, 0.7]),
+            _curve([0, 6, 9, 12], [0.1, 0.4, 0.45, 0.8]),  # Step 9 is not shared: left out.
+        ]
+        band = self.report.spread(curves, "test_accuracy", "total_flops")
+        self.assertAllClose(band["x"], [60.0, 120.0])
+        self.assertAllClose(band["mean"], [0.4, 0.7])
+        self.assertAllClose(band["low"], [0.3, 0.6])
+        self.assertAllClose(band["high"], [0.5, 0.8])
+        self.assertIsNone(
+            self.report.spread(
+                [_curve([0, 5], [0.1, 0.2]), curves[0]], "test_accuracy", "total_flops"
+            )
+        )
+        fig, ax = self.plt.subplots()
+        values = self.report.draw_curves(ax, curves, "test_accuracy", "learner_updates", "seeds")
+        self.assertLen(ax.lines, 1)  # The mean ...
+        self.assertLen(ax.collections, 1)  # ... and its band.
+        self.assertEqual(list(ax.lines[0].get_xdata()), [6, 12])
+        self.assertEqual(ax.get_legend_handles_labels()[1], ["seeds (mean of 3 seeds)"])
+        self.assertAllClose(sorted(values), [0.3, 0.5, 0.6, 0.8])
+        self.plt.close(fig)
+
+    def test_runs_differing_only_in_seed_are_one_group(self):
+        def run(name, policy, seed):
+            config = f"run.policy = '{policy}'\nrun.seed = {seed}\nrun.num_steps = 12\n"
+            return {"name": name, "facts": {"policy": policy, "seed": seed}, "config": config}
+
+        runs = [run("a0", "learnability", 0), run("u0", "uniform", 0), run("a1", "learnability", 1)]
+        groups = self.report.group_by_config(runs)
+        self.assertEqual([[r["name"] for r in g] for g in groups], [["a0", "a1"], ["u0"]])
+        runs[2]["config"] = runs[2]["config"].replace("12", "24")  # Another budget: apart.
+        self.assertLen(self.report.group_by_config(runs), 3)
+
+
 if __name__ == "__main__":
     tf.test.main()

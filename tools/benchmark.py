@@ -405,8 +405,7 @@ def _execute(run, runs_dir, smoke, reuse):
             cmd,
             cwd=ROOT,
             stdout=log,
-            stderr=subprocess.STDOUT,
-            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+            stderr=subprocess.STDOUT,  # The run keeps TensorFlow's start-up log quiet itself.
         )
     if proc.returncode:
         raise RuntimeError(f"run {run.name} failed; see {os.path.dirname(path)}/log.txt")
@@ -464,10 +463,13 @@ def summarize(runs, runs_dir, metric="test_accuracy", also=()):
 
 
 def plot(results, path, metric="test_accuracy"):
+    """Each group's curves from their first evaluation; a label's several runs as a band."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from active_keras import report
 
     groups = list(results)
     fig, axes = plt.subplots(len(groups), 2, figsize=(13, 4.5 * len(groups)), squeeze=False)
@@ -477,23 +479,27 @@ def plot(results, path, metric="test_accuracy"):
             (("learner_updates", "learner updates"), ("total_flops", "total training FLOPs"))
         ):
             ax = axes[row][col]
-            for name, curve in res["curves"].items():
-                info = res["runs"][name]
-                style = "--" if info["baseline"] else "-"
-                width = 2.5 if name == res["baseline"] else 1.2
-                ax.plot(
-                    [p[xkey] for p in curve],
-                    [p[metric] for p in curve],
-                    style,
-                    lw=width,
-                    label=info["label"],
+            # Runs of one label are one configuration (over seeds): a mean and its spread.
+            by_label = {}
+            for name in res["curves"]:
+                by_label.setdefault(res["runs"][name]["label"], []).append(name)
+            plotted = []
+            for label, names in by_label.items():
+                plotted += report.draw_curves(
+                    ax,
+                    [res["curves"][n] for n in names],
+                    metric,
+                    xkey,
+                    label,
+                    ls="--" if res["runs"][names[0]]["baseline"] else "-",
+                    lw=2.5 if res["baseline"] in names else 1.2,
                 )
             ax.axhline(res["runs"][res["baseline"]]["target"], color="grey", lw=0.6)
             ax.set_xlabel(xlabel)
             ax.set_ylabel(metric.replace("_", " "))
             ax.set_title(f"{group}: {metric.replace('_', ' ')} vs {xlabel}")
-            lo = min(p[metric] for c in res["curves"].values() for p in c[2:] or c)
-            ax.set_ylim(max(lo - 0.01, 0), None)
+            if plotted:
+                ax.set_ylim(max(min(plotted) - 0.01, 0), None)
             ax.grid(alpha=0.3)
         axes[row][0].legend(fontsize=7)
     fig.tight_layout()

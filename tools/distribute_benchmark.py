@@ -22,7 +22,10 @@ import platform
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from active_keras import quiet  # noqa: E402
+
+quiet.start(verbose=quiet.verbose_requested())  # TensorFlow's start-up log off the console.
 
 import tensorflow as tf  # noqa: E402
 
@@ -31,7 +34,6 @@ tf.config.set_logical_device_configuration(_CPU, [tf.config.LogicalDeviceConfigu
 
 import keras  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from active_keras import ActiveLearner, distribute  # noqa: E402
 from active_keras.data.classification import ImageClassificationData  # noqa: E402
 from active_keras.models import cnn  # noqa: E402
