@@ -11,9 +11,10 @@ import pytest
 import tensorflow as tf
 from absl.testing import parameterized
 
-from active_keras import ActiveLearner, losses
+from active_keras import ActiveLearner, losses, reference_losses
 from active_keras.evaluation import clip_eval
-from active_keras.models import clip
+from active_keras.losses import contrastive
+from active_keras.models import clip, clip_outputs
 
 VOCAB, LENGTH, SIZE, B = 40, 6, 16, 8
 
@@ -88,6 +89,45 @@ class ActiveClipTest(parameterized.TestCase, tf.test.TestCase):
         self.assertEqual(per_pair.shape, (B,))
         np.testing.assert_allclose(np.mean(per_pair), losses.ClipLoss()(y, learner(x)), rtol=1e-5)
         self.assertEqual(set(context["outputs"]), {"actor", "reference"})
+
+    @parameterized.named_parameters(
+        ("negative_dot", "negative_dot"), ("negative_logit", "negative_logit"), ("siglip", "siglip")
+    )
+    def test_every_scoring_model_uses_the_chosen_example_loss(self, name):
+        learner, reference = tiny("learner"), tiny("reference")
+        fn = losses.get_example_loss(name)
+        model = ActiveLearner(learner, reference, policy="learnability", example_loss=fn)
+        model.compile(optimizer="adam", loss=losses.SigLipLoss())
+        x, y, _ = next(iter(super_batches()))
+        scores, _ = model.score(x, y)
+        actor, ref = model.actor(x), reference(x)
+        parts = [clip_outputs.unpack(out) for out in (actor, ref)]
+        by_hand = {
+            "negative_dot": [-np.sum(p["image"] * p["text"], -1) for p in parts],
+            "negative_logit": [
+                -p["logit_scale"] * np.sum(p["image"] * p["text"], -1) for p in parts
+            ],
+            "siglip": [contrastive.siglip_per_pair(out) for out in (actor, ref)],
+        }[name]
+        np.testing.assert_allclose(scores, by_hand[0] - by_hand[1], rtol=1e-5, atol=1e-5)
+
+    def test_logit_units_scale_negative_dot_by_each_models_logit_scale(self):
+        x, y, _ = next(iter(super_batches()))
+        out = tiny("a")(x)
+        scale = clip_outputs.unpack(out)["logit_scale"]
+        self.assertAllClose(scale, 10.0)  # SigLIP's initial t.
+        self.assertAllClose(losses.negative_logit(y, out), scale * losses.negative_dot(y, out))
+
+    def test_batch_dependent_example_loss_refuses_precomputed_reference_losses(self):
+        model = ActiveLearner(
+            tiny("learner"), tiny("reference"), example_loss=losses.get_example_loss("siglip")
+        )
+        with self.assertRaisesRegex(ValueError, "depends on the rest of the super-batch"):
+            model.use_reference_losses(np.zeros([B], np.float32))
+        with self.assertRaisesRegex(ValueError, "cannot be precomputed"):
+            reference_losses.check_precomputable(model)
+        with self.assertRaisesRegex(ValueError, "Unknown example loss"):
+            losses.get_example_loss("dot")
 
     def test_evaluate_returns_metrics_in_range(self):
         model = tiny("learner")

@@ -3,7 +3,8 @@
 Follows the task interface of `active_keras.tasks.classification` (a thin
 adapter; the lead owns the training loop). The learner and the small models are
 two-tower models from `active_keras.models.clip` with a packed output; the
-compiled loss is SigLIP or CLIP, scoring uses `negative_dot`.
+compiled loss is SigLIP or CLIP; pairs are scored with `example_loss`
+(`negative_logit` by default: `-t z_img . z_txt` in logit units).
 
 Example:
 
@@ -49,9 +50,16 @@ class ClipTask:
         prompt_template: Zero-shot prompt of a class, e.g. `"{}"` (the bare
             category words, which is how training captions begin) or the CLIP
             style default `"a clip art of {}"`, whose words captions never hold.
+        example_loss: The per-pair loss every scoring model (learner, actor,
+            reference) scores a pair with (`losses.EXAMPLE_LOSSES`):
+            `"negative_logit"` (`-t z_img . z_txt`, t the model's learned logit
+            scale: the scores, and so the sampling temperature, are in logit
+            units, the same for every model), `"negative_dot"` (`-z_img . z_txt`,
+            in [-1, 1], as in the paper) or `"siglip"` (the pair's SigLIP loss
+            within the super-batch; it depends on the other pairs, so it cannot
+            be precomputed: `run.reference_losses` refuses it).
     """
 
-    example_loss = staticmethod(losses.negative_dot)
     primary_metric = "zero_shot_accuracy"
 
     def __init__(
@@ -68,6 +76,7 @@ class ClipTask:
         reference_captions="full",
         eval_batch_size=256,
         prompt_template=PROMPT,
+        example_loss="negative_logit",
     ):
         self.data = data if data is not None else OpenClipArt()
         self.vocab_dir = vocab_dir
@@ -82,6 +91,8 @@ class ClipTask:
         self.reference_captions = reference_captions
         self.eval_batch_size = eval_batch_size
         self.prompt_template = prompt_template
+        self.example_loss_name = example_loss
+        self.example_loss = losses.get_example_loss(example_loss)
         if vocab_dir is not None:
             self.tokenizer  # noqa: B018 - saves / checks the vocabulary now, as before.
 
