@@ -134,12 +134,14 @@ class ActiveClipTest(parameterized.TestCase, tf.test.TestCase):
         x, y, _ = next(iter(super_batches()))
         tok = lambda texts: np.tile(np.array([[2, 5, 3, 0, 0, 0]], np.int32), (len(texts), 1))  # noqa: E731
         metrics = clip_eval.evaluate_arrays(
-            model, x["image"], x["tokens"], y, tok, ["a", "b", "c"], batch_size=3
+            model, x["image"], x["tokens"], y, tok, ["a", "b", "c"], batch_size=3, per_class=1
         )
         self.assertEqual(
             set(metrics),
             {
                 "zero_shot_accuracy",
+                "zero_shot_accuracy_all",
+                "zero_shot_classes",
                 "image_to_text_recall@1",
                 "image_to_text_recall@5",
                 "text_to_image_recall@1",
@@ -148,8 +150,38 @@ class ActiveClipTest(parameterized.TestCase, tf.test.TestCase):
             },
         )
         self.assertEqual(metrics["num_examples"], B)
-        self.assertTrue(all(0.0 <= v <= 1.0 for k, v in metrics.items() if k != "num_examples"))
+        self.assertEqual(metrics["zero_shot_classes"], len(set(y.numpy().tolist())))
+        counts = {"num_examples", "zero_shot_classes"}
+        self.assertTrue(all(0.0 <= v <= 1.0 for k, v in metrics.items() if k not in counts))
         self.assertLessEqual(metrics["image_to_text_recall@1"], metrics["image_to_text_recall@5"])
+
+    def test_balanced_subset_keeps_classes_with_enough_examples(self):
+        labels = np.array([0] * 5 + [1] * 2 + [2] * 3 + [3] * 1)
+        indices, classes = clip_eval.balanced_subset(labels, per_class=3, seed=0)
+        self.assertEqual(classes.tolist(), [0, 2])
+        self.assertEqual(np.bincount(labels[indices]).tolist(), [3, 0, 3])
+        self.assertEqual(indices.tolist(), sorted(set(indices.tolist())))
+
+    def test_balanced_zero_shot_counts_each_kept_class_equally(self):
+        # Class 0 (4 images) always right, class 1 (2 images) always wrong, class 2
+        # (1 image) left out: imbalanced accuracy 4/7 (or 4/6 without class 2),
+        # balanced 1/2 among classes 0 and 1.
+        classes = np.eye(3, dtype=np.float32)
+        labels = np.array([0, 0, 0, 0, 1, 1, 2])
+        images = classes[[0, 0, 0, 0, 2, 2, 2]]
+        accuracy, kept = clip_eval.balanced_zero_shot_accuracy(images, labels, classes, 2)
+        self.assertEqual(kept, 2)
+        # Among classes 0 and 1 only, class 1's images (nearest to class 2) pick class 0 or 1.
+        self.assertAllClose(accuracy, 0.5)
+
+    def test_prompt_templates_are_averaged(self):
+        model = tiny("learner")
+        tok = lambda texts: np.array([[2 + len(t), 5, 0, 0, 0, 0] for t in texts], np.int32)  # noqa: E731
+        single = clip_eval.embed_texts(model, tok, ["a", "bb", "ccc"])
+        got = clip_eval.class_embeddings(model, tok, [["a", "bb"], "ccc"])
+        mean = single[:2].mean(axis=0)
+        self.assertAllClose(got[0], mean / np.linalg.norm(mean), atol=1e-5)
+        self.assertAllClose(got[1], single[2], atol=1e-5)
 
     def test_recall_and_zero_shot_by_hand(self):
         queries = np.eye(3, dtype=np.float32)
