@@ -62,7 +62,9 @@ def check_precomputable(model):
 
 def _batches(task):
     """The training split in a fixed order: `(x, y, example_id)` batches."""
-    for x, y, meta in task.dataset("train", BATCH, shuffle=False, repeat=False):
+    # Every example, the last partial batch too (Open Clip Art drops it by default).
+    batches = task.dataset("train", BATCH, shuffle=False, repeat=False, drop_remainder=False)
+    for x, y, meta in batches:
         yield x, y, meta["example_id"]
 
 
