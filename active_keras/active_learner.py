@@ -334,6 +334,10 @@ class ActiveLearner(keras.Model):
         self.actor_optimizer = None
         self.reference_optimizer = None
         self.score_tracker = keras.metrics.Mean(name="score")
+        # Selection strength: the spread of each step's super-batch scores (means over steps).
+        self.score_std_tracker = keras.metrics.Mean(name="score_std")
+        self.score_min_tracker = keras.metrics.Mean(name="score_min")
+        self.score_max_tracker = keras.metrics.Mean(name="score_max")
         self.actor_loss_tracker = keras.metrics.Mean(name="actor_loss")
         self.corrupted_tracker = keras.metrics.Mean(name="selected_corrupted")
         # Ids of the last selected sub-batch, read by `active_keras.replay` (one device
@@ -379,6 +383,11 @@ class ActiveLearner(keras.Model):
             raise ValueError(
                 f"Selection {self.selection!r} reads the reference's outputs, not only its "
                 "losses: it cannot use precomputed reference losses."
+            )
+        if getattr(self.example_loss, "depends_on_batch", False):
+            raise ValueError(
+                f"example_loss {getattr(self.example_loss, '__name__', self.example_loss)!r} "
+                "depends on the rest of the super-batch: it cannot be precomputed per example."
             )
         if getattr(self, "train_function", None) is not None:
             raise ValueError("Set reference losses before the first fit().")
@@ -689,6 +698,7 @@ class ActiveLearner(keras.Model):
         replica = tf.distribute.get_replica_context()
         replicas = replica.num_replicas_in_sync if replica is not None else 1
         scores, context = self.score(x, y, example_id)
+        self._track_score_spread(scores)
         if self.selection_scope == "local" or replicas == 1:
             b = self.sub_batch_size(size)
             index = self.select(scores, b, context)
@@ -831,6 +841,7 @@ class ActiveLearner(keras.Model):
         k = tf.clip_by_value(k, 1, b)
 
         scores, context = self.score(x, y, example_id)
+        self._track_score_spread(scores, valid)
         scores = tf.where(valid, scores, tf.constant(-np.inf, scores.dtype))
         index = self.select(scores, b, context)
         keep = (tf.range(b) < k) & tf.gather(valid, index)
@@ -907,8 +918,32 @@ class ActiveLearner(keras.Model):
         selection_only = {m.name for m in self._selection_trackers()}
         return _multi_worker_logs({k: v for k, v in logs.items() if k not in selection_only})
 
+    def _track_score_spread(self, scores, valid=None):
+        """Logs the std, min and max of one step's scores (over the `valid` rows when given).
+
+        With `selection="sample"` the std over the temperature sets how strongly
+        selection prefers high scores; `score_std`, `score_min` and `score_max`
+        are their means over the steps of an epoch in the fit logs.
+        """
+        scores = tf.cast(scores, tf.float32)
+        weight = tf.ones_like(scores) if valid is None else tf.cast(valid, tf.float32)
+        count = tf.maximum(tf.reduce_sum(weight), 1.0)
+        mean = tf.reduce_sum(weight * scores) / count
+        std = tf.sqrt(tf.reduce_sum(weight * tf.square(scores - mean)) / count)
+        self.score_std_tracker.update_state(std)
+        inf = tf.constant(np.inf, tf.float32)
+        self.score_min_tracker.update_state(tf.reduce_min(tf.where(weight > 0, scores, inf)))
+        self.score_max_tracker.update_state(tf.reduce_max(tf.where(weight > 0, scores, -inf)))
+
     def _selection_trackers(self):
-        return (self.score_tracker, self.actor_loss_tracker, self.corrupted_tracker)
+        return (
+            self.score_tracker,
+            self.score_std_tracker,
+            self.score_min_tracker,
+            self.score_max_tracker,
+            self.actor_loss_tracker,
+            self.corrupted_tracker,
+        )
 
     def get_metrics_result(self):
         # Report only what this run measures: no actor loss without an actor,

@@ -1,7 +1,11 @@
 """FLOP accounting: forward FLOPs measured from the TF graph, and a per-step ledger.
 
 Forward FLOPs per example are counted by TensorFlow's profiler on the graph of
-the model's forward pass (batch of one), not typed in by hand. The ledger then
+the model's forward pass (batch of one), not typed in by hand. The profiler has
+no rule for `Einsum`, which Keras' `MultiHeadAttention` computes the attention
+products (`QK^T` and attention times `V`) with: `einsum_flops` counts those ops
+from their equation and static shapes (`2 *` the product of every index's size,
+a multiply and an add per term) and `forward_flops` adds them. The ledger then
 applies METHOD.md's cost model: a training step costs about three forward
 passes, scoring one.
 
@@ -61,7 +65,29 @@ def forward_flops(model, input_shape=None):
     profile = tf.compat.v1.profiler.profile(graph, options=options)
     if profile.total_float_ops <= 0:
         raise ValueError(f"The profiler found no floating-point ops in {model.name!r}.")
-    return int(profile.total_float_ops)
+    return int(profile.total_float_ops) + einsum_flops(graph)
+
+
+def einsum_flops(graph):
+    """FLOPs of the `Einsum` ops of `graph` (which TF's profiler counts as zero).
+
+    An einsum over indices of sizes `n_1, ..., n_k` (inputs' and output's
+    together) does `prod(n_i)` multiply-adds: `2 * prod(n_i)` FLOPs.
+    """
+    total = 0
+    for op in graph.get_operations():
+        if op.type != "Einsum":
+            continue
+        equation = op.get_attr("equation").decode()
+        operands = equation.split("->")[0].split(",")
+        sizes = {}
+        for letters, tensor in zip(operands, op.inputs, strict=True):
+            shape = tensor.shape.as_list()
+            if "." in letters or len(letters) != len(shape) or None in shape:
+                raise ValueError(f"Cannot count einsum {equation!r} over shapes {shape}.")
+            sizes.update(zip(letters, shape, strict=True))
+        total += 2 * int(np.prod(list(sizes.values()), dtype=np.int64))
+    return total
 
 
 @dataclasses.dataclass(frozen=True)

@@ -180,6 +180,54 @@ def summarize(records):
     return summary
 
 
+# Fields of a summary row that depend on the metric compared.
+METRIC_FIELDS = (
+    "final_accuracy_mean",
+    "final_accuracy_std",
+    "peak_accuracy_mean",
+    "updates_speedup",
+    "updates_speedup_std",
+    "flops_speedup",
+    "flops_speedup_std",
+    "seeds_reaching",
+    "reached_at_smallest_budget",
+    "per_budget",
+)
+
+
+def summarize_by_metric(records, metrics):
+    """`summarize` for several metrics at once: each metric's fields keyed by its name.
+
+    Args:
+        records: As for `summarize`, each with `finals`: the run's final value
+            of every metric in `metrics`.
+        metrics: Metric names, e.g. `("image_to_text_recall@5", "zero_shot_accuracy")`.
+
+    Returns:
+        `summarize`'s layout, except that every field in `METRIC_FIELDS` (among
+        them `updates_speedup` and `flops_speedup`) is `{metric: value}`, and a
+        regime's `"_baseline"` is `{metric: baseline}` (the best uniform run can
+        differ from metric to metric).
+    """
+    by_metric = {
+        m: summarize([dict(r, final_accuracy=r["finals"][m]) for r in records]) for m in metrics
+    }
+    first = by_metric[metrics[0]]
+    summary = {}
+    for regime, configs in first.items():
+        summary[regime] = {}
+        for config, row in configs.items():
+            if config == "_baseline":
+                summary[regime][config] = {m: by_metric[m][regime][config] for m in metrics}
+                continue
+            merged = {k: v for k, v in row.items() if k not in METRIC_FIELDS}
+            for field in METRIC_FIELDS:
+                if field in row:
+                    merged[field] = {m: by_metric[m][regime][config][field] for m in metrics}
+            summary[regime][config] = merged
+    return summary
+
+
 def _speedup_fields(updates, flop_ratios, bounded):
     reached = [u for u in updates if u is not None]
     all_reach = len(reached) == len(updates)

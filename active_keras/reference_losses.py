@@ -5,8 +5,11 @@ A frozen reference gives an example the same loss every time it is drawn
 `F_A * B` FLOPs a step for nothing. `load_or_compute` streams the training
 split through the reference once, and caches the per-example losses beside
 the reference file, keyed by a fingerprint of the reference's weights and of
-the data (ids, labels, images); `ActiveLearner(reference_losses=table)` then
-looks them up by `example_id` in the train step.
+the data (ids, labels, images) and by the name of the scoring loss;
+`ActiveLearner(reference_losses=table)` then looks them up by `example_id` in
+the train step. Only a loss of the pair alone can be precomputed: an
+`example_loss` that depends on the rest of the super-batch (ActiveCLIP's
+`"siglip"`) is refused.
 
 A cache is never used for another reference or other data: a mismatch is an
 error that names what differs.
@@ -40,9 +43,28 @@ def model_fingerprint(model):
     return digest.hexdigest()
 
 
+def loss_name(model):
+    """The name of the per-example loss `model` scores with (`"compiled"`: its compiled loss)."""
+    if model.example_loss is None:
+        return "compiled"
+    return getattr(model.example_loss, "__name__", repr(model.example_loss))
+
+
+def check_precomputable(model):
+    """Raises ValueError unless `model`'s scoring loss of an example depends on it alone."""
+    if getattr(model.example_loss, "depends_on_batch", False):
+        raise ValueError(
+            f"Reference losses cannot be precomputed for example_loss {loss_name(model)!r}: a "
+            "pair's loss depends on the rest of its super-batch. Score with 'negative_logit' "
+            "or 'negative_dot' (ClipTask.example_loss), or drop run.reference_losses."
+        )
+
+
 def _batches(task):
     """The training split in a fixed order: `(x, y, example_id)` batches."""
-    for x, y, meta in task.dataset("train", BATCH, shuffle=False, repeat=False):
+    # Every example, the last partial batch too (Open Clip Art drops it by default).
+    batches = task.dataset("train", BATCH, shuffle=False, repeat=False, drop_remainder=False)
+    for x, y, meta in batches:
         yield x, y, meta["example_id"]
 
 
@@ -62,6 +84,7 @@ def compute(model, task):
     scores with, so a looked-up loss equals a computed one (up to float
     rounding of a different batch size).
     """
+    check_precomputable(model)
     forward = tf.function(lambda x, y: model.example_losses(y, model.reference(x, training=False)))
     ids, losses = [], []
     for x, y, example_id in _batches(task):
@@ -97,6 +120,15 @@ def load(path, model, task, data_key=None):
             f"Reference losses {path!r} were computed with another reference (its weights "
             "differ from the loaded reference's). Delete the file to recompute them."
         )
+    # Files from before the loss was recorded scored with the compiled loss or `negative_dot`.
+    saved_loss = str(saved.get("example_loss", ""))
+    legacy = not saved_loss and loss_name(model) in ("compiled", "negative_dot")
+    if not legacy and saved_loss != loss_name(model):
+        raise ValueError(
+            f"Reference losses {path!r} hold {saved_loss or 'compiled or negative_dot'!r} "
+            f"losses; this run scores with "
+            f"{loss_name(model)!r}. Delete the file to recompute them."
+        )
     data_key = data_key or data_fingerprint(task)
     if str(saved["data_fingerprint"]) != data_key:
         raise ValueError(
@@ -121,6 +153,7 @@ def load_or_compute(setting, model, task, reference_path):
     """
     if model.reference is None or model.online_reference:
         raise ValueError("Precomputed reference losses need a frozen reference model.")
+    check_precomputable(model)
     data_key = data_fingerprint(task)
     path = auto_path(reference_path, data_key) if setting == "auto" else setting
     if os.path.exists(path):
@@ -137,6 +170,7 @@ def load_or_compute(setting, model, task, reference_path):
         losses=losses,
         reference_fingerprint=model_fingerprint(model.reference),
         data_fingerprint=data_key,
+        example_loss=loss_name(model),
     )
     os.replace(tmp, path)  # Atomic: parallel runs may compute the same cache.
     print(f"reference losses: computed for {len(ids)} examples, cached in {path}", flush=True)

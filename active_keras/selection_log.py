@@ -9,6 +9,10 @@ appends one compact record to `<log_dir>/records.jsonl`:
 - the fraction of corrupted labels among the available and the selected
   examples (when the data marks corruption);
 - a histogram of the scores of all examples and of the selected ones;
+- the selection strength: the std, min and max of each super-batch's scores
+  (means over the record's super-batches) and the fraction of the selected
+  examples that lie in the top-scored half of their super-batch (a uniform
+  draw: 0.5 on average);
 - mean per-example losses of each scoring model.
 
 It also writes `<log_dir>/step_<step>.npz` with the highest- and lowest-scored
@@ -157,6 +161,7 @@ class SelectionLogger(keras.callbacks.Callback):
         scores, mask, label = (np.concatenate(v) for v in (all_scores, selected, labels))
         num_classes = _num_classes(self.task, label)
         record = {
+            **score_spread(all_scores, selected),
             "step": int(step),
             "examples": int(scores.size),
             "selected": int(mask.sum()),
@@ -206,6 +211,29 @@ class SelectionLogger(keras.callbacks.Callback):
         np.savez_compressed(os.path.join(self.log_dir, f"step_{step:08d}.npz"), **arrays)
         for old in example_files(self.log_dir)[: -self.keep_images or None]:
             os.remove(old)
+
+
+def score_spread(scores, selected):
+    """Selection strength over super-batches: their scores and selected masks (lists).
+
+    Returns:
+        `score_std`, `score_min`, `score_max`: means over the super-batches of
+        each one's std, min and max; `selected_in_top_half`: the fraction of the
+        selected examples that rank in the top half of their super-batch's scores.
+    """
+    in_top, total = 0.0, 0
+    for s, mask in zip(scores, selected, strict=True):
+        chosen = s[mask][:, None]
+        higher, equal = np.sum(s[None, :] > chosen, axis=1), np.sum(s[None, :] == chosen, axis=1)
+        # Ties broken at random: the chance that an example ranks in the top half.
+        in_top += float(np.sum(np.clip((s.size // 2 - higher) / equal, 0.0, 1.0)))
+        total += int(mask.sum())
+    return {
+        "score_std": float(np.mean([np.std(s) for s in scores])),
+        "score_min": float(np.mean([np.min(s) for s in scores])),
+        "score_max": float(np.mean([np.max(s) for s in scores])),
+        "selected_in_top_half": in_top / max(total, 1),
+    }
 
 
 def example_files(log_dir):

@@ -11,9 +11,10 @@ import pytest
 import tensorflow as tf
 from absl.testing import parameterized
 
-from active_keras import ActiveLearner, losses
+from active_keras import ActiveLearner, losses, reference_losses
 from active_keras.evaluation import clip_eval
-from active_keras.models import clip
+from active_keras.losses import contrastive
+from active_keras.models import clip, clip_outputs
 
 VOCAB, LENGTH, SIZE, B = 40, 6, 16, 8
 
@@ -89,17 +90,58 @@ class ActiveClipTest(parameterized.TestCase, tf.test.TestCase):
         np.testing.assert_allclose(np.mean(per_pair), losses.ClipLoss()(y, learner(x)), rtol=1e-5)
         self.assertEqual(set(context["outputs"]), {"actor", "reference"})
 
+    @parameterized.named_parameters(
+        ("negative_dot", "negative_dot"), ("negative_logit", "negative_logit"), ("siglip", "siglip")
+    )
+    def test_every_scoring_model_uses_the_chosen_example_loss(self, name):
+        learner, reference = tiny("learner"), tiny("reference")
+        fn = losses.get_example_loss(name)
+        model = ActiveLearner(learner, reference, policy="learnability", example_loss=fn)
+        model.compile(optimizer="adam", loss=losses.SigLipLoss())
+        x, y, _ = next(iter(super_batches()))
+        scores, _ = model.score(x, y)
+        actor, ref = model.actor(x), reference(x)
+        parts = [clip_outputs.unpack(out) for out in (actor, ref)]
+        by_hand = {
+            "negative_dot": [-np.sum(p["image"] * p["text"], -1) for p in parts],
+            "negative_logit": [
+                -p["logit_scale"] * np.sum(p["image"] * p["text"], -1) for p in parts
+            ],
+            "siglip": [contrastive.siglip_per_pair(out) for out in (actor, ref)],
+        }[name]
+        np.testing.assert_allclose(scores, by_hand[0] - by_hand[1], rtol=1e-5, atol=1e-5)
+
+    def test_logit_units_scale_negative_dot_by_each_models_logit_scale(self):
+        x, y, _ = next(iter(super_batches()))
+        out = tiny("a")(x)
+        scale = clip_outputs.unpack(out)["logit_scale"]
+        self.assertAllClose(scale, 10.0)  # SigLIP's initial t.
+        self.assertAllClose(losses.negative_logit(y, out), scale * losses.negative_dot(y, out))
+
+    def test_batch_dependent_example_loss_refuses_precomputed_reference_losses(self):
+        model = ActiveLearner(
+            tiny("learner"), tiny("reference"), example_loss=losses.get_example_loss("siglip")
+        )
+        with self.assertRaisesRegex(ValueError, "depends on the rest of the super-batch"):
+            model.use_reference_losses(np.zeros([B], np.float32))
+        with self.assertRaisesRegex(ValueError, "cannot be precomputed"):
+            reference_losses.check_precomputable(model)
+        with self.assertRaisesRegex(ValueError, "Unknown example loss"):
+            losses.get_example_loss("dot")
+
     def test_evaluate_returns_metrics_in_range(self):
         model = tiny("learner")
         x, y, _ = next(iter(super_batches()))
         tok = lambda texts: np.tile(np.array([[2, 5, 3, 0, 0, 0]], np.int32), (len(texts), 1))  # noqa: E731
         metrics = clip_eval.evaluate_arrays(
-            model, x["image"], x["tokens"], y, tok, ["a", "b", "c"], batch_size=3
+            model, x["image"], x["tokens"], y, tok, ["a", "b", "c"], batch_size=3, per_class=1
         )
         self.assertEqual(
             set(metrics),
             {
                 "zero_shot_accuracy",
+                "zero_shot_accuracy_all",
+                "zero_shot_classes",
                 "image_to_text_recall@1",
                 "image_to_text_recall@5",
                 "text_to_image_recall@1",
@@ -108,8 +150,38 @@ class ActiveClipTest(parameterized.TestCase, tf.test.TestCase):
             },
         )
         self.assertEqual(metrics["num_examples"], B)
-        self.assertTrue(all(0.0 <= v <= 1.0 for k, v in metrics.items() if k != "num_examples"))
+        self.assertEqual(metrics["zero_shot_classes"], len(set(y.numpy().tolist())))
+        counts = {"num_examples", "zero_shot_classes"}
+        self.assertTrue(all(0.0 <= v <= 1.0 for k, v in metrics.items() if k not in counts))
         self.assertLessEqual(metrics["image_to_text_recall@1"], metrics["image_to_text_recall@5"])
+
+    def test_balanced_subset_keeps_classes_with_enough_examples(self):
+        labels = np.array([0] * 5 + [1] * 2 + [2] * 3 + [3] * 1)
+        indices, classes = clip_eval.balanced_subset(labels, per_class=3, seed=0)
+        self.assertEqual(classes.tolist(), [0, 2])
+        self.assertEqual(np.bincount(labels[indices]).tolist(), [3, 0, 3])
+        self.assertEqual(indices.tolist(), sorted(set(indices.tolist())))
+
+    def test_balanced_zero_shot_counts_each_kept_class_equally(self):
+        # Class 0 (4 images) always right, class 1 (2 images) always wrong, class 2
+        # (1 image) left out: imbalanced accuracy 4/7 (or 4/6 without class 2),
+        # balanced 1/2 among classes 0 and 1.
+        classes = np.eye(3, dtype=np.float32)
+        labels = np.array([0, 0, 0, 0, 1, 1, 2])
+        images = classes[[0, 0, 0, 0, 2, 2, 2]]
+        accuracy, kept = clip_eval.balanced_zero_shot_accuracy(images, labels, classes, 2)
+        self.assertEqual(kept, 2)
+        # Among classes 0 and 1 only, class 1's images (nearest to class 2) pick class 0 or 1.
+        self.assertAllClose(accuracy, 0.5)
+
+    def test_prompt_templates_are_averaged(self):
+        model = tiny("learner")
+        tok = lambda texts: np.array([[2 + len(t), 5, 0, 0, 0, 0] for t in texts], np.int32)  # noqa: E731
+        single = clip_eval.embed_texts(model, tok, ["a", "bb", "ccc"])
+        got = clip_eval.class_embeddings(model, tok, [["a", "bb"], "ccc"])
+        mean = single[:2].mean(axis=0)
+        self.assertAllClose(got[0], mean / np.linalg.norm(mean), atol=1e-5)
+        self.assertAllClose(got[1], single[2], atol=1e-5)
 
     def test_recall_and_zero_shot_by_hand(self):
         queries = np.eye(3, dtype=np.float32)

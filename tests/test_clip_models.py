@@ -9,6 +9,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import pathlib
 
 import keras
+import keras_hub
 import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
@@ -72,6 +73,19 @@ class ClipModelsTest(parameterized.TestCase, tf.test.TestCase):
         model.save(path)
         np.testing.assert_allclose(keras.models.load_model(path)(x), model(x), atol=1e-6)
         self.assertEqual(keras.models.clone_model(model)(x).shape, model(x).shape)
+
+    def test_vit_towers_are_keras_hub_blocks_and_survive_saving(self):
+        model = clip.build_clip(VOCAB, "small", SIZE, LENGTH, image_encoder="vit")
+        for tower in ("image_tower", "text_tower"):
+            layers = model.get_layer(tower).layers
+            blocks = [t for t in layers if isinstance(t, keras_hub.layers.TransformerEncoder)]
+            self.assertLen(blocks, clip.SIZES["small"]["depth"])
+            self.assertTrue(all(b.normalize_first and b.num_heads == 4 for b in blocks))
+            self.assertTrue(any(isinstance(t, keras_hub.layers.PositionEmbedding) for t in layers))
+        x = inputs()
+        path = str(pathlib.Path(self.get_temp_dir()) / "vit.keras")
+        model.save(path)
+        np.testing.assert_allclose(keras.models.load_model(path)(x), model(x), atol=1e-5)
 
     def test_bad_arguments(self):
         with self.assertRaisesRegex(ValueError, "size"):

@@ -8,6 +8,7 @@ import keras
 import tensorflow as tf
 
 from active_keras import ActiveLearner, flops
+from active_keras.models import clip
 
 
 def _dense(n_in, n_out, name="m"):
@@ -23,6 +24,35 @@ class FlopsTest(tf.test.TestCase):
             [keras.Input((4, 4, 1)), keras.layers.Conv2D(2, 3, padding="same", use_bias=False)]
         )
         self.assertEqual(flops.forward_flops(model), 4 * 4 * 2 * 9 * 2)
+
+    def test_attention_products_of_the_tiny_clip_towers_are_counted(self):
+        # Tiny towers: width 32, 2 heads of 16, one block each. Image: 32 px in 8 px
+        # patches = 16 tokens; text: 16 tokens. Per block, QK^T is 2 heads x 16 x 16
+        # scores of 16-term dot products, and attention times V 2 x 16 x 16 terms of
+        # 16 values: 2 * (2 * 16 * 16 * 16) FLOPs each.
+        model = clip.build_clip(100, "tiny", image_size=32, sequence_length=16)
+        per_product = 2 * (2 * 16 * 16 * 16)
+        hand_count = 2 * per_product + 2 * per_product  # Image block + text block.
+        spec = {
+            "image": tf.TensorSpec((1, 32, 32, 3), tf.float32),
+            "tokens": tf.TensorSpec((1, 16), tf.int32),
+        }
+        graph = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec).graph
+        self.assertEqual(flops.einsum_flops(graph), hand_count)
+        options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+        options["output"] = "none"
+        profiled = tf.compat.v1.profiler.profile(graph, options=options).total_float_ops
+        self.assertEqual(flops.forward_flops(model), profiled + hand_count)
+
+    def test_einsum_flops_of_a_matrix_product(self):
+        @tf.function
+        def f(a, b):
+            return tf.einsum("ij,jk->ik", a, b)
+
+        graph = f.get_concrete_function(
+            tf.TensorSpec((3, 4), tf.float32), tf.TensorSpec((4, 5), tf.float32)
+        ).graph
+        self.assertEqual(flops.einsum_flops(graph), 2 * 3 * 4 * 5)
 
     def test_ledger_follows_the_method_formula(self):
         learner, reference = _dense(10, 100, "learner"), _dense(10, 4, "reference")

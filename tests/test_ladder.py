@@ -100,6 +100,27 @@ class SummarizeTest(tf.test.TestCase):
         self.assertIsNone(row["flops_speedup_std"])
         self.assertEqual(row["seeds_reaching"], 1)
 
+    def test_summary_by_metric_keys_each_metric_fields_by_name(self):
+        # Metric "a": the method is twice as fast; metric "b": it never catches up.
+        records = []
+        for seed in (0, 1):
+            for b in (100, 200, 400):
+                uniform = {"a": b / 1000, "b": b / 1000}
+                method = {"a": 2 * b / 1000, "b": b / 2000}
+                for config, finals, policy in (("uniform", uniform, "uniform"), ("m", method, "x")):
+                    record = _record(config, seed, b, None, 1.0, policy)
+                    records.append(dict(record, finals=finals))
+        summary = ladder.summarize_by_metric(records, ("a", "b"))["noisy"]
+        row = summary["m"]
+        self.assertAllClose(row["updates_speedup"]["a"], 2.0)
+        self.assertIsNone(row["updates_speedup"]["b"])
+        self.assertEqual(row["seeds_reaching"], {"a": 2, "b": 0})
+        self.assertAllClose(row["final_accuracy_mean"]["b"], [0.05, 0.1, 0.2])
+        self.assertEqual(row["budgets"], [100, 200, 400])  # Not keyed: the same for all.
+        self.assertEqual(summary["_baseline"]["a"]["budget"], 400)
+        single = ladder.summarize([dict(r, final_accuracy=r["finals"]["a"]) for r in records])
+        self.assertEqual(single["noisy"]["m"]["flops_speedup"], row["flops_speedup"]["a"])
+
 
 if __name__ == "__main__":
     tf.test.main()

@@ -150,6 +150,25 @@ class CacheTest(tf.test.TestCase):
         ids = self.task.data.splits["train"].ids
         self.assertTrue(np.all(np.isfinite(first[ids])))
 
+    def test_every_training_example_is_scored_when_the_task_drops_remainders(self):
+        # Open Clip Art batches the training split with drop_remainder=True by default.
+        task = self.task
+
+        class Dropping:
+            data = task.data
+
+            def dataset(self, split, batch_size, **kwargs):
+                return task.dataset(split, batch_size, **{"drop_remainder": True, **kwargs})
+
+        ids, _ = reference_losses_lib.compute(self.model, Dropping())
+        self.assertAllEqual(np.sort(ids), np.sort(task.data.splits["train"].ids))
+
+    def test_a_cache_of_another_example_loss_is_refused(self):
+        path = self._cache()
+        self.model.example_loss = lambda y, y_pred: tf.zeros(tf.shape(y)[:1])
+        with self.assertRaisesRegex(ValueError, "losses; this run scores with"):
+            reference_losses_lib.load(path, self.model, self.task)
+
     def _cache(self):
         reference_losses_lib.load_or_compute("auto", self.model, self.task, self.ref_path)
         name = next(f for f in os.listdir(self.get_temp_dir()) if f.endswith(".npz"))

@@ -109,6 +109,19 @@ def _classact_configs(regime):
     return configs
 
 
+def _ladder_run(regime, config, gin_file, bindings, seed, budget, keep):
+    """One run of a budget ladder; its config names a uniform baseline when it starts so."""
+    return Run(
+        f"{regime}/{config}/seed{seed}/n{budget}",
+        [gin_file],
+        bindings,
+        group=regime,
+        baseline=config.startswith("uniform"),
+        label=config,
+        ladder=dict(regime=regime, config=config, seed=seed, budget=budget, keep_fraction=keep),
+    )
+
+
 def _classact_suite(smoke, reference_path):
     """ClassAct on Fashion-MNIST: budget ladders, 3 seeds, decayed schedules, telling first."""
     regimes = {"noise20_train10k": CLASSACT_REGIMES["noise20_train10k"]} if smoke else {}
@@ -145,23 +158,8 @@ def _classact_suite(smoke, reference_path):
                         # The frozen reference's losses never change here (fixed data, no
                         # augmentation): looked up, not recomputed; selection is the same.
                         bindings.append("run.reference_losses = 'auto'")
-                    runs.append(
-                        Run(
-                            f"{regime}/{config}/seed{seed}/n{budget}",
-                            [gin_file],
-                            bindings + (CLASSACT_SMOKE_BINDINGS if smoke else []),
-                            group=regime,
-                            baseline=policy == "uniform",
-                            label=config,
-                            ladder=dict(
-                                regime=regime,
-                                config=config,
-                                seed=seed,
-                                budget=budget,
-                                keep_fraction=keep,
-                            ),
-                        )
-                    )
+                    bindings += CLASSACT_SMOKE_BINDINGS if smoke else []
+                    runs.append(_ladder_run(regime, config, gin_file, bindings, seed, budget, keep))
     return runs
 
 
@@ -257,62 +255,67 @@ def _classact_constant_lr_suite():
     ]
 
 
-def _activeclip_suite():
-    """ActiveCLIP on Open Clip Art (32 px, ViT "small" learner, "tiny" actor / reference).
+# The ActiveCLIP evidence protocol: the ClassAct ladder (3 seeds, budgets, cosine decay to
+# zero at each budget, uniform with a learning-rate sweep) on Open Clip Art at 32 px, ViT
+# "small" learner, "tiny" actor and reference. Sized so that one run takes a few minutes
+# on one core.
+ACTIVECLIP_REGIME = "openclipart32"
+ACTIVECLIP_BUDGETS = (250, 500, 1000)
+ACTIVECLIP_SEEDS = (0, 1, 2)
+# The first is the headline (README "ActiveCLIP"); speed-ups are reported for each.
+ACTIVECLIP_METRICS = (
+    "image_to_text_recall@5",
+    "text_to_image_recall@5",
+    "zero_shot_accuracy",
+    "image_to_text_recall@1",
+    "text_to_image_recall@1",
+)
+ACTIVECLIP_CONFIGS = (  # (config, gin file, selection or None for uniform, learning rate)
+    ("uniform_lr1e-3", "gin/activeclip_uniform.gin", None, "1e-3"),
+    ("uniform_lr2e-3", "gin/activeclip_uniform.gin", None, "2e-3"),
+    ("learnability_sample", "gin/activeclip.gin", "sample", "1e-3"),
+    ("learnability_joint", "gin/activeclip.gin", "joint", "1e-3"),
+)
 
-    Sized for about 30 minutes on a shared 2-core machine. The first run
-    decodes the PNGs into the on-disk cache; every run shares one vocabulary
-    (learned once, copied into each run directory) so the reference's token
-    ids are the learner's. The bindings repeat `run.task` and the reference
-    settings because the suite's shared reference is trained with
-    `gin/reference.gin` appended, whose Fashion-MNIST include they override.
+
+def _activeclip_suite(smoke, reference_path):
+    """ActiveCLIP on Open Clip Art: budget ladders, 3 seeds, decayed schedules.
+
+    Every run shares one vocabulary (learned once beside the reference, copied
+    into each run directory), so the reference's token ids are the learner's.
     """
-    vocab = os.path.join(ROOT, "benchmarks", "runs", "activeclip", "_vocab")
-    reference = os.path.join(ROOT, "benchmarks", "runs", "activeclip", "_references")
-    common = [
-        "run.task = @ClipTask()",
-        f"ClipTask.vocab_dir = '{vocab}'",
-        "run.super_batch_size = 128",
-        "run.num_steps = 800",
-        "run.eval_every = 50",
-        "run.jit_compile = False",
-        "train_reference.num_steps = 300",
-        "train_reference.batch_size = 128",
-        "train_reference.jit_compile = False",
-    ]
-
-    def run(name, gin_file, label, selection=None, lr="1e-3", captions="full"):
-        bindings = common + [
-            f"make_optimizer.learning_rate = {lr}",
-            f"ClipTask.reference_captions = '{captions}'",
-            f"run.reference_path = '{reference}/tiny_{captions}_captions.keras'",
-        ]
-        if selection:
-            bindings += ["run.policy = 'learnability'", f"run.selection = '{selection}'"]
-        return Run(
-            f"openclipart/{name}_lr{lr}",
-            [gin_file],
-            bindings,
-            group="openclipart",
-            baseline=selection is None,
-            label=f"{label} lr={lr}",
-        )
-
-    active, uniform = "gin/activeclip.gin", "gin/activeclip_uniform.gin"
-    return [
-        run("learnability_sample", active, "learnability (sample)", "sample"),
-        run("uniform", uniform, "uniform"),
-        run("learnability_joint", active, "learnability (joint)", "joint"),
-        run(
-            "learnability_sample_category_ref",
-            active,
-            "learnability (sample), category-caption reference",
-            "sample",
-            captions="category",
-        ),
-        # Uniform gets a learning-rate sweep: at least the tuning the active runs get.
-        run("uniform", uniform, "uniform", lr="2e-3"),
-    ]
+    vocab = os.path.join(os.path.dirname(reference_path), "vocab")
+    seeds = ACTIVECLIP_SEEDS[:1] if smoke else ACTIVECLIP_SEEDS
+    runs = []
+    for config, gin_file, selection, lr in ACTIVECLIP_CONFIGS:
+        budgets = (10, 20) if smoke else ACTIVECLIP_BUDGETS
+        for seed in seeds:
+            for budget in budgets:
+                bindings = [
+                    f"ClipTask.vocab_dir = '{vocab}'",
+                    "run.super_batch_size = 128",
+                    "run.keep_fraction = 0.5",
+                    f"run.seed = {seed}",
+                    f"run.num_steps = {budget}",
+                    f"run.eval_every = {budget // EVALS_PER_RUN}",
+                    f"make_optimizer.learning_rate = {lr}",
+                    "make_optimizer.schedule = 'cosine'",
+                    "run.write_report = False",
+                    "run.record_selections = False",
+                    "run.selection_log_every = 0",
+                    f"run.reference_path = '{reference_path}'",
+                ]
+                if selection:
+                    bindings += ["run.policy = 'learnability'", f"run.selection = '{selection}'"]
+                if selection == "sample":
+                    # Per-pair scores of a frozen reference on fixed data: looked up.
+                    bindings.append("run.reference_losses = 'auto'")
+                if smoke:
+                    bindings.append("train_reference.num_steps = 20")
+                runs.append(
+                    _ladder_run(ACTIVECLIP_REGIME, config, gin_file, bindings, seed, budget, 0.5)
+                )
+    return runs
 
 
 def _replay_suite():
@@ -357,18 +360,54 @@ def _replay_suite():
     ]
 
 
+@dataclasses.dataclass(frozen=True)
+class LadderSuite:
+    """A budget-ladder suite (`_run_ladder`).
+
+    Attributes:
+        make_runs: `fn(smoke, reference_path) -> [Run]`.
+        reference_gin: Gin file appended to the first active run's files to
+            train the shared reference.
+        protocol: What the results file says about the protocol.
+        metrics: None: the summary compares `test_accuracy`; else the metrics
+            compared, each one's speed-ups keyed by its name
+            (`ladder.summarize_by_metric`).
+    """
+
+    make_runs: object
+    reference_gin: str
+    protocol: dict
+    metrics: tuple = None
+
+
 # name -> (runs factory, metric compared at the baseline's best).
-# name -> runs factory(smoke, reference_path) of the budget-ladder suites (`_run_ladder`).
-LADDER_SUITES = {"classact": _classact_suite}
 SUITES = {"classact_constant_lr": (_classact_constant_lr_suite, "test_accuracy")}
 SUITES["replay"] = (_replay_suite, "test_accuracy")
-# Zero-shot accuracy on this small, unbalanced category set peaks early and is noisy;
-# retrieval recall is reported beside it.
-SUITES["activeclip"] = (
-    _activeclip_suite,
-    "zero_shot_accuracy",
-    ("image_to_text_recall@5", "text_to_image_recall@5"),
-)
+# name -> budget-ladder suite (`_run_ladder`).
+LADDER_SUITES = {
+    "classact": LadderSuite(
+        _classact_suite,
+        "gin/reference.gin",
+        {
+            "regimes": {k: list(v) for k, v in CLASSACT_REGIMES.items()},
+            "seeds": list(CLASSACT_SEEDS),
+            "sub_batch_size": SUB_BATCH,
+            "schedule": "cosine decay to zero at each run's budget",
+        },
+    ),
+    "activeclip": LadderSuite(
+        _activeclip_suite,
+        "gin/activeclip_reference.gin",
+        {
+            "regimes": {ACTIVECLIP_REGIME: [None, None, list(ACTIVECLIP_BUDGETS)]},
+            "seeds": list(ACTIVECLIP_SEEDS),
+            "sub_batch_size": SUB_BATCH,
+            "schedule": "cosine decay to zero at each run's budget",
+            "headline_metric": ACTIVECLIP_METRICS[0],
+        },
+        ACTIVECLIP_METRICS,
+    ),
+}
 # name -> main(out_dir, smoke) for suites that are not sets of training runs.
 CUSTOM_SUITES = {}
 CUSTOM_SUITES["step_cost"] = step_cost.main
@@ -550,27 +589,33 @@ def _execute_ladder(run, runs_dir, store, digest, reuse):
     return name, seconds, how
 
 
-def ladder_record(store, name):
-    """The summary record of one stored ladder run (see `active_keras.ladder.summarize`)."""
+def ladder_record(store, name, metrics=None):
+    """The summary record of one stored ladder run (see `active_keras.ladder.summarize`).
+
+    With `metrics`, the record also has `finals` and `peaks`: each metric's
+    final and best value, and `final_accuracy` is the first metric's.
+    """
     with open(os.path.join(store, name, "run.json")) as f:
         info = json.load(f)
     with open(os.path.join(store, name, "metrics.json")) as f:
-        metrics = json.load(f)
-    final = metrics["curve"][-1]
-    forward = metrics["forward_flops_per_example"]
+        metrics_file = json.load(f)
+    curve = metrics_file["curve"]
+    final = curve[-1]
+    forward = metrics_file["forward_flops_per_example"]
     steps = [b for b in info["bindings"] if b.startswith("train_reference.num_steps")]
     ref_steps = int(steps[-1].split("=")[1]) if steps else REFERENCE_STEPS
-    return {
+    headline = metrics[0] if metrics else "test_accuracy"
+    record = {
         "name": name,
         "regime": info["regime"],
         "config": info["config"],
         "seed": info["seed"],
         "budget": info["budget"],
-        "policy": metrics["policy"],
-        "keep_fraction": metrics["keep_fraction"],
-        "baseline": metrics["policy"] == "uniform",
-        "final_accuracy": final["test_accuracy"],
-        "peak_accuracy": max(p["test_accuracy"] for p in metrics["curve"]),
+        "policy": metrics_file["policy"],
+        "keep_fraction": metrics_file["keep_fraction"],
+        "baseline": metrics_file["policy"] == "uniform",
+        "final_accuracy": final[headline],
+        "peak_accuracy": max(p[headline] for p in curve),
         "final_learning_rate": final["learning_rate"],
         "total_flops": final["total_flops"],
         # Reported beside the speed-ups, not inside them: 3 forward passes a training example.
@@ -581,12 +626,17 @@ def ladder_record(store, name):
         ),
         "seconds": info.get("seconds"),
     }
+    if metrics:
+        record["finals"] = {m: final[m] for m in metrics}
+        record["peaks"] = {m: max(p[m] for p in curve) for m in metrics}
+    return record
 
 
-REFERENCE_STEPS, REFERENCE_BATCH = 2000, 128  # gin/fashion_mnist.gin's train_reference.
+# gin/fashion_mnist.gin's train_reference; ActiveCLIP's bind theirs (gin/openclipart.gin: 600).
+REFERENCE_STEPS, REFERENCE_BATCH = 2000, 128
 
 
-def _run_ladder(make_runs):
+def _run_ladder(suite):
     smoke = FLAGS.smoke
     runs_dir = FLAGS.runs_dir or os.path.join(
         ROOT, "benchmarks", "runs_smoke" if smoke else "runs", FLAGS.suite
@@ -603,7 +653,7 @@ def _run_ladder(make_runs):
     # Relative to the repository where possible, so that the configuration hash is portable.
     if os.path.abspath(reference).startswith(ROOT + os.sep):
         reference = os.path.relpath(reference, ROOT)
-    runs = make_runs(smoke, reference)
+    runs = suite.make_runs(smoke, reference)
     if FLAGS.select:
         runs = [r for r in runs if r.name.startswith(tuple(FLAGS.select))]
     os.makedirs(out_dir, exist_ok=True)
@@ -615,7 +665,7 @@ def _run_ladder(make_runs):
         active = [r for r in todo if not r.baseline]
         if active:  # The shared reference, before runs start in parallel.
             _execute(
-                Run("_reference", active[0].gin_files + ["gin/reference.gin"], active[0].bindings),
+                Run("_reference", active[0].gin_files + [suite.reference_gin], active[0].bindings),
                 runs_dir,
                 smoke=False,
                 reuse=False,
@@ -630,45 +680,50 @@ def _run_ladder(make_runs):
                 print(f"{name}: {how} ({seconds:.0f} s)", flush=True)
     # Only stored runs of exactly this configuration count (a stale one is listed as not run).
     done = [r for r in runs if _reusable(store, r, digests[r.name])]
-    records = [ladder_record(store, r.name) for r in done]
+    records = [ladder_record(store, r.name, suite.metrics) for r in done]
     from active_keras import ladder
 
+    if suite.metrics:
+        summary = ladder.summarize_by_metric(records, suite.metrics)
+    else:
+        summary = ladder.summarize(records)
     results = {
         "suite": FLAGS.suite,
         "smoke": smoke,
         "command": "python tools/benchmark.py " + " ".join(sys.argv[1:]),
-        "protocol": {
-            "regimes": {k: list(v) for k, v in CLASSACT_REGIMES.items()},
-            "seeds": list(CLASSACT_SEEDS),
-            "sub_batch_size": SUB_BATCH,
-            "schedule": "cosine decay to zero at each run's budget",
-        },
+        "protocol": suite.protocol,
         "not_run": [r.name for r in runs if r not in done],
         "seconds_this_call": round(time.time() - start),
         "run_seconds_total": round(sum(r["seconds"] or 0 for r in records)),
-        "summary": ladder.summarize(records),
+        "summary": summary,
         "runs": records,
     }
     with open(os.path.join(out_dir, f"{FLAGS.suite}.json"), "w") as f:
         json.dump(results, f, indent=1)
-    plot_ladder(results["summary"], os.path.join(out_dir, f"{FLAGS.suite}.png"))
+    plot_ladder(results["summary"], os.path.join(out_dir, f"{FLAGS.suite}.png"), suite.metrics)
     print(f"{len(done)} of {len(runs)} runs done; summary in {out_dir}/{FLAGS.suite}.json")
 
 
-def plot_ladder(summary, path):
-    """Final accuracy against budget (mean and spread over seeds), one panel a regime."""
+def plot_ladder(summary, path, metrics=None):
+    """Final metric against budget (mean and spread over seeds).
+
+    One panel a regime, or, with `metrics` (a summary keyed by metric), one a
+    regime and metric.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    regimes = list(summary) or ["(no runs)"]
-    fig, axes = plt.subplots(1, len(regimes), figsize=(5.5 * len(regimes), 4.2), squeeze=False)
-    for ax, regime in zip(axes[0], regimes, strict=True):
+    panels = [(r, m) for r in (list(summary) or ["(no runs)"]) for m in (metrics or [None])]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
+    for ax, (regime, metric) in zip(axes[0], panels, strict=True):
         for config, row in summary.get(regime, {}).items():
             if config.startswith("_"):
                 continue
             mean, std = row["final_accuracy_mean"], row["final_accuracy_std"]
+            if metric is not None:
+                mean, std = mean[metric], std[metric]
             ax.errorbar(
                 row["budgets"],
                 mean,
@@ -680,7 +735,7 @@ def plot_ladder(summary, path):
             )
         ax.set_xscale("log")
         ax.set_xlabel("budget (learner updates; LR decayed to 0 at the budget)")
-        ax.set_ylabel("final test accuracy")
+        ax.set_ylabel(f"final {metric or 'test accuracy'}")
         ax.set_title(regime)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)

@@ -10,7 +10,11 @@ computed against every other pair of the same batch, so that
   within the super-batch (`ActiveLearner.per_example_loss`).
 
 `negative_dot` is the cheap per-pair score of the paper's actor and reference:
-`-z_img . z_txt`, which needs no batch-wide softmax.
+`-z_img . z_txt`, which needs no batch-wide softmax; `negative_logit` is the same
+in logit units, `-t z_img . z_txt` with the model's learned logit scale `t`.
+`EXAMPLE_LOSSES` names the per-pair scoring losses (`get_example_loss`); the
+per-pair SigLIP loss depends on the rest of the super-batch
+(`depends_on_batch`), so it cannot be precomputed per example.
 
 Example:
 
@@ -86,6 +90,48 @@ def negative_dot(y_true, y_pred):
     del y_true
     parts = clip_outputs.unpack(y_pred)
     return -tf.reduce_sum(parts["image"] * parts["text"], axis=-1)
+
+
+def negative_logit(y_true, y_pred):
+    """`-t z_img . z_txt` per pair, `[B]`: `negative_dot` in the logit units of SigLIP / CLIP.
+
+    `t` is the model's learned logit scale, so a score difference means the
+    same change of a logit (and, for the sigmoid loss, about the same change of
+    loss in nats) whatever model scored it: the sampling temperature then means
+    the same for an actor and a reference with different scales, and for
+    ClassAct's cross-entropy scores. The logit bias is the same for every pair
+    of a model and would not change a selection, so it is left out.
+    """
+    del y_true
+    parts = clip_outputs.unpack(y_pred)
+    return -parts["logit_scale"] * tf.reduce_sum(parts["image"] * parts["text"], axis=-1)
+
+
+def siglip_example_loss(y_true, y_pred):
+    """The per-pair SigLIP loss within the scored (super-)batch, as an `example_loss`."""
+    del y_true
+    return siglip_per_pair(y_pred)
+
+
+siglip_example_loss.depends_on_batch = True  # A pair's loss reads every other pair's outputs.
+
+EXAMPLE_LOSSES = {
+    "negative_dot": negative_dot,
+    "negative_logit": negative_logit,
+    "siglip": siglip_example_loss,
+}
+
+
+def get_example_loss(name):
+    """The per-pair scoring loss `fn(y_true, y_pred) -> [B]` named `name` (`EXAMPLE_LOSSES`)."""
+    if name not in EXAMPLE_LOSSES:
+        raise ValueError(f"Unknown example loss {name!r}; choose from {sorted(EXAMPLE_LOSSES)}.")
+    return EXAMPLE_LOSSES[name]
+
+
+def depends_on_batch(example_loss):
+    """Whether a pair's `example_loss` depends on the other pairs of its batch."""
+    return bool(getattr(example_loss, "depends_on_batch", False))
 
 
 _LOSSES = {"clip": ClipLoss, "siglip": SigLipLoss}

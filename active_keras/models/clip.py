@@ -1,6 +1,11 @@
 """Two-tower image-text models (CLIP / SigLIP) in plain Keras 3.
 
 One builder makes the learner, the actor and the reference at different sizes.
+The ViT and text transformer blocks are keras-hub's `TransformerEncoder`
+(pre-norm, GELU MLP of 4x the width) and the learned position embeddings
+keras-hub's `PositionEmbedding`, built from config (no presets: nothing is
+downloaded); patchifying, pooling, projections and the logit scale are plain
+Keras layers.
 The model takes `{"image": [B, H, W, 3] float in [0, 1], "tokens": [B, L] int}`
 (token 0 is padding) and returns ONE packed tensor `[B, 2 * D + 2]`: the
 L2-normalised image and text embeddings, then the learnable logit scale
@@ -23,6 +28,7 @@ image_tower = learner.get_layer("image_tower")
 import math
 
 import keras
+import keras_hub
 from keras import layers, ops
 
 # Tower sizes: width, depth, heads and embedding size of both towers.
@@ -89,32 +95,25 @@ class LogitScaleBias(layers.Layer):
         }
 
 
-@keras.saving.register_keras_serializable(package="active_keras")
-class PositionEmbedding(layers.Layer):
-    """Adds a learned position embedding to `[B, T, W]` inputs."""
-
-    def build(self, input_shape):
-        self.embedding = self.add_weight(
-            name="embedding",
-            shape=tuple(input_shape[1:]),
-            initializer=keras.initializers.RandomNormal(stddev=0.02),
-        )
-
-    def call(self, x):
-        return x + self.embedding
+def _positions(x, name):
+    """`x [B, T, W]` plus a learned position embedding (keras-hub's, from config)."""
+    positions = keras_hub.layers.PositionEmbedding(
+        x.shape[1], initializer=keras.initializers.RandomNormal(stddev=0.02), name=name
+    )(x)
+    return layers.Add(name=f"{name}_add")([x, positions])
 
 
-def _transformer_block(x, width, num_heads, attention_mask=None, name="block"):
-    """Pre-norm transformer encoder block."""
-    h = layers.LayerNormalization(epsilon=1e-6, name=f"{name}_ln1")(x)
-    h = layers.MultiHeadAttention(num_heads, width // num_heads, name=f"{name}_attn")(
-        h, h, attention_mask=attention_mask
+def _transformer_block(x, width, num_heads, padding_mask=None, name="block"):
+    """Pre-norm transformer encoder block: keras-hub's `TransformerEncoder`, from config."""
+    block = keras_hub.layers.TransformerEncoder(
+        intermediate_dim=4 * width,
+        num_heads=num_heads,
+        activation="gelu",
+        layer_norm_epsilon=1e-6,
+        normalize_first=True,
+        name=name,
     )
-    x = layers.Add(name=f"{name}_add1")([x, h])
-    h = layers.LayerNormalization(epsilon=1e-6, name=f"{name}_ln2")(x)
-    h = layers.Dense(4 * width, activation="gelu", name=f"{name}_mlp1")(h)
-    h = layers.Dense(width, name=f"{name}_mlp2")(h)
-    return layers.Add(name=f"{name}_add2")([x, h])
+    return block(x, padding_mask=padding_mask)
 
 
 def image_tower(
@@ -147,7 +146,7 @@ def image_tower(
             raise ValueError(f"patch_size={patch_size} must divide image_size={image_size}.")
         x = layers.Conv2D(width, patch_size, strides=patch_size, name="patchify")(x)
         x = layers.Reshape(((image_size // patch_size) ** 2, width), name="tokens")(x)
-        x = PositionEmbedding(name="position")(x)
+        x = _positions(x, "position")
         for i in range(depth):
             x = _transformer_block(x, width, num_heads, name=f"block{i}")
         x = layers.LayerNormalization(epsilon=1e-6, name="final_ln")(x)
@@ -179,12 +178,12 @@ def text_tower(
     """
     tokens = keras.Input((sequence_length,), dtype="int32", name="tokens")
     valid = ops.cast(ops.not_equal(tokens, 0), "float32")  # [B, L]
-    # Each query attends to real tokens only; [B, 1, L] broadcasts over queries.
-    attention_mask = ops.expand_dims(ops.not_equal(tokens, 0), 1)
+    # Each query attends to real tokens only (keras-hub masks the padded keys).
+    padding_mask = ops.not_equal(tokens, 0)
     x = layers.Embedding(vocab_size, width, name="embedding")(tokens)
-    x = PositionEmbedding(name="position")(x)
+    x = _positions(x, "position")
     for i in range(depth):
-        x = _transformer_block(x, width, num_heads, attention_mask, name=f"block{i}")
+        x = _transformer_block(x, width, num_heads, padding_mask, name=f"block{i}")
     x = layers.LayerNormalization(epsilon=1e-6, name="final_ln")(x)
     weights = ops.expand_dims(valid, -1)
     x = ops.sum(x * weights, axis=1) / ops.maximum(ops.sum(weights, axis=1), 1.0)

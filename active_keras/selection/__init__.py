@@ -1,5 +1,9 @@
-"""Online batch selection: scoring policies and selection rules."""
+"""Online batch selection: scoring policies and selection rules.
 
-from active_keras.selection import policies, selectors
+`joint` registers the joint selections (`"joint"`, `"joint_topk"`) with
+`selectors`; importing the package (or any of its modules) does that.
+"""
 
-__all__ = ["policies", "selectors"]
+from active_keras.selection import joint, policies, selectors
+
+__all__ = ["joint", "policies", "selectors"]

@@ -49,7 +49,11 @@ _SELECTORS = {"topk": topk, "sample": sample}
 
 
 def register(name, fn):
-    """Registers selection function `fn` as `name` (set `fn.uses_context = True` to get context)."""
+    """Registers selection function `fn` as `name` (set `fn.uses_context = True` to get context).
+
+    The joint selections register themselves from `active_keras.selection.joint`,
+    which the package imports; this module imports nothing of the package.
+    """
     _SELECTORS[name] = fn
     return fn
 
@@ -61,7 +65,3 @@ def get(name):
     if name not in _SELECTORS:
         raise ValueError(f"Unknown selection {name!r}; choose from {sorted(_SELECTORS)}.")
     return _SELECTORS[name]
-
-
-# Joint (JEST-style) selectors register themselves on import.
-from active_keras.selection import joint  # noqa: E402, F401

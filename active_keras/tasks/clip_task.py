@@ -4,7 +4,8 @@ Implements `active_keras.tasks.base.Task` on Open Clip Art or your own
 image-text folder (`active_keras.data.openclipart.ImageTextFolder`). The
 learner and the small models are two-tower models from
 `active_keras.models.clip` with a packed output; the compiled loss is SigLIP
-or CLIP, scoring uses `negative_dot`.
+or CLIP; pairs are scored with `example_loss` (`negative_logit` by default:
+`-t z_img . z_txt` in logit units).
 
 Example:
 
@@ -51,9 +52,23 @@ class ClipTask(base.Task):
         prompt_template: Zero-shot prompt of a class, e.g. `"{}"` (the bare
             category words, which is how training captions begin) or the CLIP
             style default `"a clip art of {}"`, whose words captions never hold.
+        prompt_templates: Several templates (e.g. `["{}", "{} icon"]`) whose
+            prompt embeddings are averaged per class; None: `[prompt_template]`.
+        balanced_per_class: Zero-shot accuracy is measured on this many test
+            images of every category that has at least as many, among those
+            categories (`clip_eval.balanced_zero_shot_accuracy`); None: on every
+            test image (class-imbalanced). Retrieval recall always uses every
+            test pair.
+        example_loss: The per-pair loss every scoring model (learner, actor,
+            reference) scores a pair with (`losses.EXAMPLE_LOSSES`):
+            `"negative_logit"` (`-t z_img . z_txt`, t the model's learned logit
+            scale: the scores, and so the sampling temperature, are in logit
+            units, the same for every model), `"negative_dot"` (`-z_img . z_txt`,
+            in [-1, 1], as in the paper) or `"siglip"` (the pair's SigLIP loss
+            within the super-batch; it depends on the other pairs, so it cannot
+            be precomputed: `run.reference_losses` refuses it).
     """
 
-    example_loss = staticmethod(losses.negative_dot)
     primary_metric = "zero_shot_accuracy"
 
     def __init__(
@@ -70,6 +85,9 @@ class ClipTask(base.Task):
         reference_captions="full",
         eval_batch_size=256,
         prompt_template=PROMPT,
+        prompt_templates=None,
+        balanced_per_class=None,
+        example_loss="negative_logit",
     ):
         self.data = data if data is not None else OpenClipArt()
         self.vocab_dir = vocab_dir
@@ -84,6 +102,10 @@ class ClipTask(base.Task):
         self.reference_captions = reference_captions
         self.eval_batch_size = eval_batch_size
         self.prompt_template = prompt_template
+        self.prompt_templates = list(prompt_templates or [prompt_template])
+        self.balanced_per_class = balanced_per_class
+        self.example_loss_name = example_loss
+        self.example_loss = losses.get_example_loss(example_loss)
         if vocab_dir is not None:
             self.tokenizer  # noqa: B018 - saves / checks the vocabulary now, as before.
 
@@ -157,12 +179,14 @@ class ClipTask(base.Task):
             )
 
     def evaluate(self, model, split="test"):
-        """Zero-shot category accuracy and retrieval recall@1/@5 on `split`."""
+        """Zero-shot accuracy (balanced: `balanced_per_class`) and recall@1/@5 on `split`."""
         ds = self.dataset(
             split, self.eval_batch_size, shuffle=False, repeat=False, drop_remainder=False
         )
+        per_template = [self.data.prompts(t) for t in self.prompt_templates]
+        prompts = [list(group) for group in zip(*per_template, strict=True)]  # Per class.
         return clip_eval.evaluate(
-            model, ds, self.tokenizer, self.data.prompts(self.prompt_template)
+            model, ds, self.tokenizer, prompts, per_class=self.balanced_per_class
         )
 
     def describe_batch(self, x, y, metadata):
