@@ -63,7 +63,7 @@ class ClassActEvidenceTest(tf.test.TestCase):
     def test_every_planned_run_is_a_valid_configuration(self):
         # A budget that `run` rejects (not a multiple of eval_every) fails at start-up, deep in a
         # suite of hours: catch it here.
-        for run in benchmark.LADDER_SUITES["classact"](False, "reference.keras"):
+        for run in benchmark.LADDER_SUITES["classact"].make_runs(False, "reference.keras"):
             bindings = dict(b.split(" = ", 1) for b in run.bindings)
             num_steps, eval_every = int(bindings["run.num_steps"]), int(bindings["run.eval_every"])
             self.assertEqual(num_steps % eval_every, 0, run.name)

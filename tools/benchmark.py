@@ -276,6 +276,13 @@ ACTIVECLIP_CONFIGS = (  # (config, gin file, selection or None for uniform, lear
     ("learnability_sample", "gin/activeclip.gin", "sample", "1e-3"),
     ("learnability_joint", "gin/activeclip.gin", "joint", "1e-3"),
 )
+# The temperature sweep (issue 11, item 1): learnability at other temperatures than the shipped
+# one, at the middle budget. (config, temperature, budgets)
+ACTIVECLIP_TEMPERATURES = (
+    ("learnability_sample_T0.25", 0.25, (500,)),
+    ("learnability_sample_T4", 4.0, (500,)),
+    ("learnability_sample_T16", 16.0, (500,)),
+)
 
 
 def _activeclip_suite(smoke, reference_path):
@@ -287,8 +294,13 @@ def _activeclip_suite(smoke, reference_path):
     vocab = os.path.join(os.path.dirname(reference_path), "vocab")
     seeds = ACTIVECLIP_SEEDS[:1] if smoke else ACTIVECLIP_SEEDS
     runs = []
-    for config, gin_file, selection, lr in ACTIVECLIP_CONFIGS:
-        budgets = (10, 20) if smoke else ACTIVECLIP_BUDGETS
+    plan = [(c, g, s, lr, None, ACTIVECLIP_BUDGETS) for c, g, s, lr in ACTIVECLIP_CONFIGS]
+    if not smoke:
+        plan += [
+            (c, "gin/activeclip.gin", "sample", "1e-3", t, b) for c, t, b in ACTIVECLIP_TEMPERATURES
+        ]
+    for config, gin_file, selection, lr, temperature, budgets in plan:
+        budgets = (10, 20) if smoke else budgets
         for seed in seeds:
             for budget in budgets:
                 bindings = [
@@ -307,6 +319,8 @@ def _activeclip_suite(smoke, reference_path):
                 ]
                 if selection:
                     bindings += ["run.policy = 'learnability'", f"run.selection = '{selection}'"]
+                if temperature is not None:
+                    bindings.append(f"run.temperature = {temperature}")
                 if selection == "sample":
                     # Per-pair scores of a frozen reference on fixed data: looked up.
                     bindings.append("run.reference_losses = 'auto'")
