@@ -257,7 +257,7 @@ class _Untracked:
 
 
 @keras.saving.register_keras_serializable(package="active_keras")
-class ActiveLearner(keras.Model):
+class ActiveLearner(replicas.MultiWorkerBuild, keras.Model):
     """Trains `learner` on the most useful part of each super-batch.
 
     Args:
@@ -643,6 +643,31 @@ class ActiveLearner(keras.Model):
         with self.distribute_strategy.scope():
             compiled[0].build(y, self.learner(x, training=False))
 
+    def models(self):
+        """`{"learner": ..., "actor": ..., "reference": ...}`: the models present."""
+        models = {"learner": self.learner, "actor": self.actor, "reference": self.reference}
+        return {name: model for name, model in models.items() if model is not None}
+
+    def step_roles(self):
+        """What each model does in a step: the facts the FLOP ledger counts.
+
+        Returns:
+            A dict: `scored_by` (models run over the whole super-batch to score
+            it), `trained_on_sub_batch`, `trained_on_super_batch` (model names)
+            and `looked_up` (`{model: examples}` whose loss was computed once,
+            before the run, and is looked up instead).
+        """
+        scored_by, looked_up = tuple(self.policy.requires), {}
+        if self.reference_loss_table is not None:
+            scored_by = tuple(m for m in scored_by if m != "reference")
+            looked_up["reference"] = int(np.isfinite(self.reference_loss_table).sum())
+        return {
+            "scored_by": scored_by,
+            "trained_on_sub_batch": ("learner",) + (("actor",) if self.actor is not None else ()),
+            "trained_on_super_batch": ("reference",) if self.online_reference else (),
+            "looked_up": looked_up,
+        }
+
     def checkpointable_state(self):
         """The training state of a run: `{name: variable, or {position: variable}}`.
 
@@ -773,6 +798,23 @@ class ActiveLearner(keras.Model):
             kwargs["context"] = context
         return self._select(scores, k, **kwargs)
 
+    def preview_selection(self, x, y, example_id=None):
+        """What a step would select from a super-batch, without training or using up noise.
+
+        The seed generator's state is put back afterwards, so that a preview (a
+        selection log, say) does not change the sampling noise of the training
+        steps.
+
+        Returns:
+            `(scores, index, context)`: float32 scores `[B]`, the indices of the
+            `b` selected examples, and the context `score()` returned.
+        """
+        scores, context = self.score(x, y, example_id)
+        state = np.array(self.seed_generator.state.numpy())
+        index = self.select(scores, self.sub_batch_size(int(scores.shape[0])), context)
+        self.seed_generator.state.assign(state)
+        return scores, index, context
+
     def _selection_seed(self):
         _, count, replica_id = replicas.in_sync()
         if self.selection_scope == "local" and count > 1:
@@ -852,12 +894,14 @@ class ActiveLearner(keras.Model):
                 f"{count} replicas; choose keep_fraction and the super-batch size so that "
                 f"b is a multiple of {count}."
             )
-        selected, selected_scores = replicas.select_globally(
+        all_scores, index = replicas.select_globally(
             context,
             lambda all_scores, all_context: self.select(all_scores, b_global, all_context),
             scores,
             score_context if getattr(self._select, "uses_context", False) else None,
-            (x, y, sample_weight, corrupted),
+        )
+        selected, selected_scores = replicas.share_of_winners(
+            context, index, all_scores, (x, y, sample_weight, corrupted)
         )
         return (*selected, selected_scores, b_global // count)
 

@@ -10,12 +10,17 @@ score -> select -> update:
   the number of replicas, as gradients are summed over replicas.
 - `ReplicaSeed`: per-replica sampling noise for local selection.
 - `all_gather`: a structure of tensors gathered along the batch axis.
+- `select_globally` / `share_of_winners`: global selection, the same on
+  every replica, and each replica's share of the winners.
 - `step_logs`: step outputs in the shape Keras' multi-worker reduction needs.
 - `bools_as_ints`: bool tensors of a dataset as int32, which Keras can reduce
   when it builds a model from a first distributed batch.
 - `is_tpu_strategy`.
+- `MultiWorkerBuild`: a model mixin for Keras' build under multi-worker
+  strategies (keras#20585).
 
-Only public `tf.distribute` and Keras API is used.
+Public `tf.distribute` and Keras API only, but for the one hook that
+`MultiWorkerBuild` overrides (there is no public one).
 """
 
 import keras
@@ -143,31 +148,45 @@ def bools_as_ints(dataset):
     return dataset.map(cast, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
-def select_globally(context, select, scores, score_context, batch):
-    """One selection over the all-gathered super-batch; this replica's share of it.
+def select_globally(context, select, scores, score_context):
+    """One selection over the all-gathered scores: the same on every replica.
 
-    Every replica makes the same selection (the same gathered scores, the same
-    seed state); replica `r` of `R` trains on winners `r, r + R, ...`: a
-    strided share mixes high and low scores on every replica (it matters for
-    batch statistics).
+    Every replica gathers the same scores and draws from the same seed state,
+    so every replica makes the same selection.
 
     Args:
         context: The replica context.
         select: `fn(all_scores, all_score_context) -> [b]` indices into the
-            gathered super-batch (replica-major); `b` a multiple of `R`.
+            gathered super-batch (replica-major).
         scores: This replica's float32 scores `[B / R]`.
         score_context: What `score()` returned beside the scores, gathered for
             selectors that read it; `None` when the selector does not (its
             communication is then skipped).
+
+    Returns:
+        `(all_scores [B], index [b])`.
+    """
+    all_scores = context.all_gather(scores, axis=0)
+    if score_context is not None:
+        score_context = all_gather(context, score_context)
+    return all_scores, select(all_scores, score_context)
+
+
+def share_of_winners(context, index, all_scores, batch):
+    """This replica's share of a global selection: winners `r, r + R, ...` of replica `r`.
+
+    A strided share mixes high and low scores on every replica (it matters for
+    batch statistics). `b` must be a multiple of `R`.
+
+    Args:
+        context: The replica context.
+        index: `[b]` from `select_globally`.
+        all_scores: `[B]` from `select_globally`.
         batch: A structure of this replica's tensors (`None` entries stay).
 
     Returns:
         `(selected batch, selected scores)`: this replica's `b / R` winners.
     """
-    all_scores = context.all_gather(scores, axis=0)
-    if score_context is not None:
-        score_context = all_gather(context, score_context)
-    index = select(all_scores, score_context)
     rank = context.replica_id_in_sync_group
     mine = tf.gather(tf.reshape(index, [-1, context.num_replicas_in_sync]), rank, axis=1)
     # All-gather the whole super-batch: `all_gather` is the collective every
@@ -175,3 +194,32 @@ def select_globally(context, select, scores, score_context, batch):
     gathered = all_gather(context, batch)
     selected = tf.nest.map_structure(lambda t: None if t is None else tf.gather(t, mine), gathered)
     return selected, tf.gather(all_scores, mine)
+
+
+class MultiWorkerBuild:
+    """Mixin for a `keras.Model`: builds it from a local batch under a multi-worker strategy.
+
+    Before the first step of `fit()` / `evaluate()` Keras builds a model from a
+    first distributed batch, which it MEAN-reduces across replicas with
+    `strategy.reduce`; `MultiWorkerMirroredStrategy` cannot reduce a nested
+    batch in multi-worker mode ("Attempt to convert a value (PerReplica(...))
+    ... to a Tensor"), so `fit()` fails for every model (keras#20585, open).
+    In multi-worker mode this mixin builds from this worker's first replica's
+    batch instead. Keras offers no public hook for it: this override of
+    `_maybe_symbolic_build` is the package's one use of a private Keras name
+    (tests/test_public_api.py allows exactly it). Under any other strategy it
+    only calls Keras' own.
+    """
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        if iterator is not None and _multi_worker(self.distribute_strategy):
+            for *_, it in iterator:  # (step, it) in older Keras, (begin, end, it) in newer.
+                batch = next(it)
+                break
+            local = self.distribute_strategy.experimental_local_results
+
+            def first(v):
+                return local(v)[0] if isinstance(v, tf.distribute.DistributedValues) else v
+
+            data_batch, iterator = tf.nest.map_structure(first, batch), None
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
