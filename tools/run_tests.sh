@@ -5,6 +5,12 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash tools/setup.sh
+oldest_pid=""
+if [ "${1:-}" != "--fast" ]; then
+  # The second environment installs (mostly waiting on pip) while the main tests run.
+  bash tools/setup.sh --oldest > .venv-oldest.log 2>&1 &
+  oldest_pid=$!
+fi
 export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2}
 # The selection core: what must work on every supported TensorFlow / Keras.
 OLDEST_CORE=(tests/test_public_api.py tests/test_selectors.py tests/test_policies.py
@@ -20,6 +26,6 @@ if [ "${1:-}" != "--fast" ]; then
   ACTIVE_KERAS_SMOKE=1 .venv/bin/python -m pytest -q -m slow --durations=10 || rc=$?
   [ "$rc" -eq 0 ] || [ "$rc" -eq 5 ]  # 5: no slow tests collected.
   # The lower bounds of setup.cfg's ranges (requirements_oldest.txt) hold too.
-  bash tools/setup.sh --oldest
+  wait "$oldest_pid" || { cat .venv-oldest.log; exit 1; }
   .venv-oldest/bin/python -m pytest -q -m "not slow" "${OLDEST_CORE[@]}"
 fi
