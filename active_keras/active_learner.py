@@ -38,15 +38,15 @@ with XLA. Under a mixed precision policy, per-example losses and scores are
 computed in float32; with `mixed_float16` every optimizer is loss-scaled.
 """
 
+import contextlib
 import inspect
 
 import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
-from keras.src import tree
-from keras.src.losses.loss import scale_loss_for_distribution, unscale_loss_for_distribution
 
+from active_keras import replicas
 from active_keras.selection import policies, selectors
 
 METADATA_KEYS = ("sample_weight", "corrupted", "example_id")
@@ -98,64 +98,83 @@ def _copy_optimizer(optimizer, learning_rate_multiplier=1.0):
     return optimizer.__class__.from_config(config)
 
 
-def _is_tpu_strategy(strategy):
-    return isinstance(strategy, (tf.distribute.TPUStrategy, tf.distribute.experimental.TPUStrategy))
+def _weights_of(sample_weight):
+    """Sample weights from a metadata dict Keras passed as sample weights; others unchanged."""
+    if isinstance(sample_weight, dict) and set(sample_weight) <= set(METADATA_KEYS):
+        return sample_weight.get("sample_weight")
+    return sample_weight
 
 
-class _ReplicaSeed(keras.random.SeedGenerator):
-    """Draws seeds from `generator`, offset by the replica id.
+def _by_position(variables):
+    return {str(i): v for i, v in enumerate(variables)}
 
-    Under local selection every replica would otherwise read the same
-    (mirrored) generator state and draw identical sampling noise. No state of
-    its own: `__init__` deliberately skips `SeedGenerator`'s variable.
+
+def _unreduced(identifier):
+    """`(fn(y, y_pred) -> unreduced loss, dtype)` for one loss as `compile()` takes it."""
+    loss = keras.losses.get(identifier)
+    if isinstance(loss, keras.losses.Loss):
+        return loss.call, getattr(loss, "dtype", None) or "float32"
+    if not callable(loss):
+        raise ValueError(f"Cannot use {identifier!r} as a loss.")
+
+    def call(y_true, y_pred):  # As Keras wraps a loss function: ranks matched first.
+        return loss(*_same_rank(y_true, y_pred))
+
+    return call, "float32"
+
+
+def _same_rank(a, b):
+    """Drops (or, for a vector, adds) a trailing axis of size 1 so that ranks match."""
+    if not (tf.is_tensor(a) and tf.is_tensor(b)) or a.shape.rank == b.shape.rank:
+        return a, b
+    if a.shape.rank == b.shape.rank + 1 and a.shape[-1] == 1:
+        return (a, b[..., None]) if b.shape.rank == 1 else (tf.squeeze(a, -1), b)
+    if b.shape.rank == a.shape.rank + 1 and b.shape[-1] == 1:
+        return (a[..., None], b) if a.shape.rank == 1 else (a, tf.squeeze(b, -1))
+    return a, b
+
+
+def _per_example_loss_fn(loss, loss_weights=None):
+    """`fn(y, y_pred) -> float32 [B]`: `compile()`'s loss, unreduced, summed over outputs.
+
+    `loss` is one loss for the whole output, or a list / dict of losses, one
+    per output (`y` and `y_pred` indexed alike); `loss_weights` the same
+    structure of weights (or one weight for one loss). `None` without a loss.
     """
+    if loss is None:
+        return None
+    if isinstance(loss, (list, tuple, dict)):
+        keys = list(loss) if isinstance(loss, dict) else list(range(len(loss)))
+        weights = loss_weights if loss_weights is not None else {}
+        parts = [
+            ((key,), *_unreduced(loss[key]), weights[key] if key in weights else None)
+            if isinstance(weights, dict)
+            else ((key,), *_unreduced(loss[key]), weights[key])
+            for key in keys
+            if loss[key] is not None
+        ]
+    else:
+        parts = [((), *_unreduced(loss), loss_weights)]
 
-    def __init__(self, generator, replica_id):  # pylint: disable=super-init-not-called
-        self._generator = generator
-        self._replica_id = replica_id
+    def per_example(y, y_pred):
+        total = None
+        for path, fn, dtype, weight in parts:
+            y_t, y_p = y, y_pred
+            for key in path:
+                y_t, y_p = y_t[key], y_p[key]
+            y_t, y_p = (
+                tf.nest.map_structure(lambda v, d=dtype: keras.ops.convert_to_tensor(v, dtype=d), t)
+                for t in (y_t, y_p)
+            )
+            value = tf.cast(fn(y_t, y_p), tf.float32)
+            if value.shape.rank > 1:
+                value = tf.reduce_mean(value, axis=list(range(1, value.shape.rank)))
+            if weight is not None:
+                value = value * weight
+            total = value if total is None else total + value
+        return total
 
-    def next(self, ordered=True):
-        seed = self._generator.next(ordered)
-        offset = tf.stack([tf.cast(self._replica_id, seed.dtype), tf.zeros((), seed.dtype)])
-        return seed + offset
-
-
-def _multi_worker_logs(logs):
-    """Step logs as `[1]` tensors in multi-worker mode (keras 3, tensorflow#72388).
-
-    In multi-worker mode Keras reduces step outputs with
-    `strategy.reduce("MEAN", v, axis=0)`, which fails on the scalars every
-    `train_step` returns ("Invalid reduction dimension 0 for input with 0
-    dimensions"). The values are synchronised metric results; a `[1]` shape
-    makes that reduce a plain mean, back to a scalar.
-    """
-    strategy = tf.distribute.get_strategy()
-    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and (
-        strategy.extended._in_multi_worker_mode()
-    ):
-        return tf.nest.map_structure(lambda v: tf.reshape(v, [1]) if v.shape.rank == 0 else v, logs)
-    return logs
-
-
-def _all_gather(context, structure):
-    """`all_gather` along the batch axis; bool tensors travel as int32, `None` stays."""
-    flat = tf.nest.flatten(structure)
-    present = [t for t in flat if t is not None]
-    sent = [tf.cast(t, tf.int32) if t.dtype == tf.bool else t for t in present]
-    local_devices = tf.distribute.get_strategy().extended.worker_devices
-    if len(local_devices) == 1 and any(not t.device for t in sent):
-        # With one replica per worker, MultiWorkerMirroredStrategy gathers to
-        # each tensor's `.device` and fails on unplaced ones ("destinations
-        # can not be empty"): pin them to this worker's device.
-        with tf.device(local_devices[0]):
-            sent = [tf.identity(t) for t in sent]
-    got = iter(context.all_gather(sent, axis=0) if sent else [])
-    out = [None if t is None else next(got) for t in flat]
-    out = [
-        o if t is None or t.dtype != tf.bool else tf.cast(o, tf.bool)
-        for t, o in zip(flat, out, strict=True)
-    ]
-    return tf.nest.pack_sequence_as(structure, out)
+    return per_example
 
 
 def _pad_rows(t, n, size):
@@ -209,8 +228,36 @@ def _find_super_batch_size(x, batch_size):
     return batch_size or 32, x  # Arrays: Keras batches them by batch_size (default 32).
 
 
+class _Untracked:
+    """State of an `ActiveLearner` that Keras must not track: a plain object, not a Keras one.
+
+    The frozen reference is neither in the wrapper's `weights` nor in its
+    checkpoints (it lives in its own file); while `hide_reference` is set (in
+    `save_weights` / `load_weights`, whose walk over the model's attributes
+    reads `reference`) the wrapper reports none. The other fields are facts
+    known once a step is traced, and the selected ids `replay` reads (a
+    variable outside the model's weights).
+    """
+
+    def __init__(self):
+        self.reference = None
+        self.hide_reference = False
+        self.selected_ids = None
+        self.records_ids = False
+        self.marks_corruption = False
+        self.save_noted = False
+
+    @contextlib.contextmanager
+    def reference_hidden(self):
+        self.hide_reference = True
+        try:
+            yield
+        finally:
+            self.hide_reference = False
+
+
 @keras.saving.register_keras_serializable(package="active_keras")
-class ActiveLearner(keras.Model):
+class ActiveLearner(replicas.MultiWorkerBuild, keras.Model):
     """Trains `learner` on the most useful part of each super-batch.
 
     Args:
@@ -322,17 +369,20 @@ class ActiveLearner(keras.Model):
         self.actor = actor
         self.online_reference = bool(online_reference)
         self.example_loss = example_loss
+        # Plain state Keras must not track (see `_Untracked`).
+        self._untracked = _Untracked()
         if self.online_reference:
-            self.reference = reference
+            # Trained online: a tracked sub-model, in `weights` and checkpoints.
+            self._online_reference = reference
         else:
             if reference is not None:
                 reference.trainable = False
-            # Frozen: kept out of Keras tracking so that it is neither in
-            # `self.weights` nor in any checkpoint; it lives in its own file.
-            object.__setattr__(self, "reference", reference)
+            self._untracked.reference = reference
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.actor_optimizer = None
         self.reference_optimizer = None
+        # The step is ours, so is its loss tracker (Keras' own is left out of `metrics`).
+        self.loss_tracker = keras.metrics.Mean(name="loss")
         self.score_tracker = keras.metrics.Mean(name="score")
         # Selection strength: the spread of each step's super-batch scores (means over steps).
         self.score_std_tracker = keras.metrics.Mean(name="score_std")
@@ -340,16 +390,14 @@ class ActiveLearner(keras.Model):
         self.score_max_tracker = keras.metrics.Mean(name="score_max")
         self.actor_loss_tracker = keras.metrics.Mean(name="actor_loss")
         self.corrupted_tracker = keras.metrics.Mean(name="selected_corrupted")
-        # Ids of the last selected sub-batch, read by `active_keras.replay` (one device
-        # only). Hidden from tracking like the reference: not a weight, not checkpointed.
-        ids = None
+        self._per_example_loss = None  # From compile()'s loss.
         if super_batch_size is not None:
-            ids = tf.Variable(
+            # Ids of the last selected sub-batch, read by `active_keras.replay` (one device only).
+            self._untracked.selected_ids = tf.Variable(
                 tf.zeros([self.sub_batch_size(super_batch_size)], tf.int64),
                 trainable=False,
                 name="last_selected_ids",
             )
-        object.__setattr__(self, "last_selected_ids", ids)
         self.reference_loss_table = None
         if reference_losses is not None:
             self.use_reference_losses(reference_losses)
@@ -357,13 +405,40 @@ class ActiveLearner(keras.Model):
         if all(m.built for m in [learner, *self._small_models()]):
             self.built = True
 
-    def __dir__(self):
-        # Keras saving walks `dir(model)`: hiding the frozen reference keeps it out
-        # of `.weights.h5` / `.keras` files (and so out of BackupAndRestore).
-        names = super().__dir__()
-        if getattr(self, "online_reference", False):
-            return names
-        return [n for n in names if n != "reference"]
+    @property
+    def reference(self):
+        """The reference model (frozen, or trained online); `None` without one."""
+        if self.online_reference:
+            return self._online_reference
+        return None if self._untracked.hide_reference else self._untracked.reference
+
+    @property
+    def last_selected_ids(self):
+        """int64 `[b]` ids of the last step's selected sub-batch (-1 marks padding).
+
+        `None` when `super_batch_size` is not set. Not a weight, not checkpointed.
+        """
+        return self._untracked.selected_ids
+
+    @property
+    def records_selected_ids(self):
+        """Whether the traced step writes `last_selected_ids` (one device, batches with ids)."""
+        return self._untracked.records_ids
+
+    @property
+    def marks_corruption(self):
+        """Whether the training data marks corrupted labels (known once a step is traced)."""
+        return self._untracked.marks_corruption
+
+    def save_weights(self, filepath, overwrite=True, **kwargs):
+        """`keras.Model.save_weights`, without the frozen reference (it lives in its own file)."""
+        with self._untracked.reference_hidden():
+            return super().save_weights(filepath, overwrite=overwrite, **kwargs)
+
+    def load_weights(self, filepath, *args, **kwargs):
+        """`keras.Model.load_weights` of a `save_weights()` file (no frozen reference in it)."""
+        with self._untracked.reference_hidden():
+            return super().load_weights(filepath, *args, **kwargs)
 
     # ----------------------------------------------------------------- set-up
 
@@ -407,19 +482,33 @@ class ActiveLearner(keras.Model):
         return b
 
     def compile(
-        self, optimizer="rmsprop", *args, actor_optimizer=None, reference_optimizer=None, **kwargs
+        self,
+        optimizer="rmsprop",
+        loss=None,
+        loss_weights=None,
+        *args,
+        actor_optimizer=None,
+        reference_optimizer=None,
+        **kwargs,
     ):
         """Like `keras.Model.compile`, plus optimizers for the small models.
 
         Args:
             optimizer: The learner's optimizer.
+            loss: The training loss, as for `keras.Model.compile` (a name, a
+                function `fn(y, y_pred)` or a `keras.losses.Loss`; a list or
+                dict of them for several outputs). Scoring and the small
+                models' updates use its unreduced per-example values
+                (`Loss.call`), weighted by `loss_weights`.
+            loss_weights: As for `keras.Model.compile`.
             actor_optimizer: The actor's; defaults to a copy of `optimizer`.
             reference_optimizer: For `online_reference=True`; defaults to a copy
                 of `optimizer` with twice its learning rate (METHOD.md).
             *args: Passed on to `keras.Model.compile`.
             **kwargs: Passed on to `keras.Model.compile`.
         """
-        super().compile(optimizer, *args, **kwargs)
+        super().compile(optimizer, loss, loss_weights, *args, **kwargs)
+        self._per_example_loss = _per_example_loss_fn(loss, loss_weights)
         # Keras loss-scales the learner's optimizer under mixed_float16; the
         # small models' float16 gradients need the same protection.
         loss_scaled = isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
@@ -463,7 +552,35 @@ class ActiveLearner(keras.Model):
                     f"fit(batch_size={batch_size}) differs from super_batch_size="
                     f"{self.super_batch_size}: batch_size is the super-batch size B."
                 )
-        return super().fit(x, y, batch_size, *args, **kwargs)
+        if "validation_data" in kwargs:
+            kwargs["validation_data"] = self._distributable(kwargs["validation_data"])
+        return super().fit(self._distributable(x), y, batch_size, *args, **kwargs)
+
+    def evaluate(self, x=None, *args, **kwargs):
+        """Like `keras.Model.evaluate` (batches may carry metadata, as for `fit()`)."""
+        return super().evaluate(self._distributable(x), *args, **kwargs)
+
+    def _distributable(self, data):
+        """`data` as Keras can build this model from under several replicas.
+
+        Before the first step Keras MEAN-reduces a first distributed batch across
+        replicas (to build the model symbolically), which fails on bool tensors
+        such as the `corrupted` marks: a `tf.data` dataset gets them as int32
+        (`replicas.bools_as_ints`); a distributed dataset must bring them so.
+        """
+        if self.distribute_strategy.num_replicas_in_sync == 1:
+            return data
+        if isinstance(data, tf.data.Dataset):
+            return replicas.bools_as_ints(data)
+        if isinstance(data, tf.distribute.DistributedDataset) and replicas.has_bools(
+            data.element_spec
+        ):
+            raise ValueError(
+                "A distributed dataset with bool tensors: Keras cannot reduce them across "
+                "replicas. Give label-noise marks ('corrupted') as int32 (the datasets of "
+                "active_keras.distribute do), or pass the tf.data.Dataset itself to fit()."
+            )
+        return data
 
     @staticmethod
     def _maybe_loss_scaled(optimizer, loss_scaled):
@@ -499,7 +616,95 @@ class ActiveLearner(keras.Model):
     @property
     def losses(self):
         # The learner's regularisation losses; the small models' go into their own updates.
-        return self.learner.losses + self._get_own_losses()
+        return self.learner.losses
+
+    @property
+    def metrics(self):
+        # Keras' metrics with our loss tracker in place of Keras' own (the steps are ours).
+        others = [m for m in super().metrics if m.name != "loss"]
+        return [self.loss_tracker, *others]
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """`keras.Model.compile`'s loss; a metadata dict in place of sample weights is read.
+
+        Keras reads the third element of a batch as sample weights when it builds
+        the model from a first batch; here that may be the metadata dict.
+        """
+        sample_weight = _weights_of(sample_weight)
+        return super().compute_loss(x, y, y_pred, sample_weight, training=training)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        """`keras.Model.compute_metrics`; a metadata dict in place of sample weights is read."""
+        return super().compute_metrics(x, y, y_pred, sample_weight=_weights_of(sample_weight))
+
+    def build_compiled_metrics(self, batch):
+        """Creates the compiled metrics' variables from one batch (Keras does it in the first step).
+
+        So that they exist, and can be restored, before training starts.
+
+        Args:
+            batch: A batch as `fit()` takes it (values do not matter, shapes do).
+        """
+        compiled = [m for m in self.metrics if m.name == "compile_metrics"]
+        if not compiled or compiled[0].built:
+            return
+        x, y, _, _ = unpack_batch(batch)
+        with self.distribute_strategy.scope():
+            compiled[0].build(y, self.learner(x, training=False))
+
+    def models(self):
+        """`{"learner": ..., "actor": ..., "reference": ...}`: the models present."""
+        models = {"learner": self.learner, "actor": self.actor, "reference": self.reference}
+        return {name: model for name, model in models.items() if model is not None}
+
+    def step_roles(self):
+        """What each model does in a step: the facts the FLOP ledger counts.
+
+        Returns:
+            A dict: `scored_by` (models run over the whole super-batch to score
+            it), `trained_on_sub_batch`, `trained_on_super_batch` (model names)
+            and `looked_up` (`{model: examples}` whose loss was computed once,
+            before the run, and is looked up instead).
+        """
+        scored_by, looked_up = tuple(self.policy.requires), {}
+        if self.reference_loss_table is not None:
+            scored_by = tuple(m for m in scored_by if m != "reference")
+            looked_up["reference"] = int(np.isfinite(self.reference_loss_table).sum())
+        return {
+            "scored_by": scored_by,
+            "trained_on_sub_batch": ("learner",) + (("actor",) if self.actor is not None else ()),
+            "trained_on_super_batch": ("reference",) if self.online_reference else (),
+            "looked_up": looked_up,
+        }
+
+    def checkpointable_state(self):
+        """The training state of a run: `{name: variable, or {position: variable}}`.
+
+        The learner, its optimizer, the sampling seed, the metrics and, when
+        present, the actor and its optimizer and an online reference and its
+        optimizer; never a frozen reference (it lives in its own file).
+        Variables are keyed by position, not by Keras path: paths carry
+        automatic names ("adam_1/...") that depend on what else the process
+        built before; a model's variable order is fixed by its architecture.
+        """
+        unbuilt = [o for o in (self.optimizer, self.actor_optimizer) if o and not o.built]
+        if not self.built or unbuilt:
+            raise ValueError("Build and compile the ActiveLearner before taking its state.")
+        state = {
+            "learner": _by_position(self.learner.variables),
+            "optimizer": _by_position(self.optimizer.variables),
+            "sampling_seed": self.seed_generator.state,
+            "metrics": {
+                f"{m.name}/{i}": v for m in self.metrics for i, v in enumerate(m.variables)
+            },
+        }
+        if self.actor is not None:
+            state["actor"] = _by_position(self.actor.variables)
+            state["actor_optimizer"] = _by_position(self.actor_optimizer.variables)
+        if self.online_reference:
+            state["reference"] = _by_position(self.reference.variables)
+            state["reference_optimizer"] = _by_position(self.reference_optimizer.variables)
+        return state
 
     def call(self, inputs, training=False):
         return self.learner(inputs, training=training)
@@ -509,33 +714,14 @@ class ActiveLearner(keras.Model):
     def per_example_loss(self, y, y_pred):
         """Per-example loss from the compiled loss, unreduced, as float32 `[B]`.
 
-        Uses the loss objects given to `compile()` (and their loss weights),
-        calling each one's unreduced `call`; no loss is written by hand. Like
+        Calls the unreduced `call` of each loss given to `compile()` (weighted
+        by its `loss_weights`); no loss is written by hand. Like
         `Loss.__call__`, inputs are first cast to the loss's dtype (float32),
         so under a mixed precision policy the loss is computed in float32.
         """
-        compile_loss = self._compile_loss
-        if compile_loss is None:
+        if self._per_example_loss is None:
             raise ValueError("ActiveLearner needs a loss: pass loss= to compile().")
-        if not compile_loss.built:
-            compile_loss.build(y, y_pred)
-        total = None
-        for path, loss_fn, loss_weight, _ in compile_loss._flat_losses:
-            y_t, y_p = y, y_pred
-            for key in path:
-                y_t, y_p = y_t[key], y_p[key]
-            dtype = getattr(loss_fn, "dtype", None) or "float32"
-            y_t, y_p = (
-                tree.map_structure(lambda v, d=dtype: keras.ops.convert_to_tensor(v, dtype=d), t)
-                for t in (y_t, y_p)
-            )
-            value = tf.cast(loss_fn.call(y_t, y_p), tf.float32)
-            if value.shape.rank > 1:
-                value = tf.reduce_mean(value, axis=list(range(1, value.shape.rank)))
-            if loss_weight is not None:
-                value = value * loss_weight
-            total = value if total is None else total + value
-        return total
+        return self._per_example_loss(y, y_pred)
 
     def example_losses(self, y, y_pred):
         """The per-example loss used for scoring: `example_loss` if given, else the compiled one."""
@@ -585,7 +771,7 @@ class ActiveLearner(keras.Model):
         strategy = tf.distribute.get_strategy()
         return (
             tf.distribute.has_strategy()
-            and not _is_tpu_strategy(strategy)  # TPUs compile the whole step.
+            and not replicas.is_tpu_strategy(strategy)  # TPUs compile the whole step.
             and bool(tf.config.list_logical_devices("GPU"))  # Keras keeps CPUs off XLA too.
         )
 
@@ -621,14 +807,27 @@ class ActiveLearner(keras.Model):
             kwargs["context"] = context
         return self._select(scores, k, **kwargs)
 
+    def preview_selection(self, x, y, example_id=None):
+        """What a step would select from a super-batch, without training or using up noise.
+
+        The seed generator's state is put back afterwards, so that a preview (a
+        selection log, say) does not change the sampling noise of the training
+        steps.
+
+        Returns:
+            `(scores, index, context)`: float32 scores `[B]`, the indices of the
+            `b` selected examples, and the context `score()` returned.
+        """
+        scores, context = self.score(x, y, example_id)
+        state = np.array(self.seed_generator.state.numpy())
+        index = self.select(scores, self.sub_batch_size(int(scores.shape[0])), context)
+        self.seed_generator.state.assign(state)
+        return scores, index, context
+
     def _selection_seed(self):
-        context = tf.distribute.get_replica_context()
-        if (
-            self.selection_scope == "local"
-            and context is not None
-            and context.num_replicas_in_sync > 1
-        ):
-            return _ReplicaSeed(self.seed_generator, context.replica_id_in_sync_group)
+        _, count, replica_id = replicas.in_sync()
+        if self.selection_scope == "local" and count > 1:
+            return replicas.ReplicaSeed(self.seed_generator, replica_id)
         # Global selection: the same state on every replica gives the same noise.
         return self.seed_generator
 
@@ -644,11 +843,11 @@ class ActiveLearner(keras.Model):
                 "The super-batch size is unknown (None). Selection needs a static "
                 "size: batch the dataset with drop_remainder=True."
             )
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        if self.super_batch_size is not None and size * replicas != self.super_batch_size:
+        n_replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        if self.super_batch_size is not None and size * n_replicas != self.super_batch_size:
             raise ValueError(
-                f"Got a super-batch of {size * replicas} examples"
-                + (f" ({size} on each of {replicas} replicas)" if replicas > 1 else "")
+                f"Got a super-batch of {size * n_replicas} examples"
+                + (f" ({size} on each of {n_replicas} replicas)" if n_replicas > 1 else "")
                 + f"; this ActiveLearner was configured with "
                 f"super_batch_size={self.super_batch_size}."
             )
@@ -675,36 +874,22 @@ class ActiveLearner(keras.Model):
             if model.losses:
                 loss += tf.add_n([tf.cast(v, tf.float32) for v in model.losses])
             # Gradients are summed over replicas: divide by their number.
-            scaled = optimizer.scale_loss(scale_loss_for_distribution(loss))
+            scaled = optimizer.scale_loss(replicas.scale_loss(loss))
         grads = tape.gradient(scaled, model.trainable_variables)
         optimizer.apply(grads, model.trainable_variables)
         return loss
 
-    def _global_winners(self, scores, context, b):
-        """Global selection from this replica's scores: the same `[b]` on every replica.
-
-        Returns indices into the all-gathered super-batch (replica-major).
-        """
-        replica = tf.distribute.get_replica_context()
-        all_scores = replica.all_gather(scores, axis=0)
-        if getattr(self._select, "uses_context", False):
-            context = _all_gather(replica, context)
-        else:
-            context = None  # Not read: skip its communication.
-        return all_scores, self.select(all_scores, b, context)
-
     def _select_sub_batch(self, x, y, sample_weight, corrupted, size, example_id=None):
         """Scores and selects; returns this replica's `(x, y, sw, corrupted, scores, b)`."""
-        replica = tf.distribute.get_replica_context()
-        replicas = replica.num_replicas_in_sync if replica is not None else 1
-        scores, context = self.score(x, y, example_id)
+        context, count, _ = replicas.in_sync()
+        scores, score_context = self.score(x, y, example_id)
         self._track_score_spread(scores)
-        if self.selection_scope == "local" or replicas == 1:
+        if self.selection_scope == "local" or count == 1:
             b = self.sub_batch_size(size)
-            index = self.select(scores, b, context)
-            if example_id is not None and self.last_selected_ids is not None and replicas == 1:
+            index = self.select(scores, b, score_context)
+            if example_id is not None and self.last_selected_ids is not None and count == 1:
                 self.last_selected_ids.assign(tf.cast(tf.gather(example_id, index), tf.int64))
-                object.__setattr__(self, "_records_ids", True)  # A trace-time fact, for replay.
+                self._untracked.records_ids = True  # A trace-time fact, for replay.
 
             def take(t):
                 return None if t is None else tf.gather(t, index)
@@ -712,25 +897,23 @@ class ActiveLearner(keras.Model):
             selected = tf.nest.map_structure(take, (x, y, sample_weight, corrupted))
             return (*selected, tf.gather(scores, index), b)
 
-        b_global = self.sub_batch_size(size * replicas)
-        if b_global % replicas:
+        b_global = self.sub_batch_size(size * count)
+        if b_global % count:
             raise ValueError(
                 f"Global selection splits the b={b_global} selected examples evenly over "
-                f"{replicas} replicas; choose keep_fraction and the super-batch size so that "
-                f"b is a multiple of {replicas}."
+                f"{count} replicas; choose keep_fraction and the super-batch size so that "
+                f"b is a multiple of {count}."
             )
-        all_scores, index = self._global_winners(scores, context, b_global)
-        # Replica r trains on winners r, r + R, ...: a strided share mixes high
-        # and low scores on every replica (it matters for batch statistics).
-        rank = replica.replica_id_in_sync_group
-        mine = tf.gather(tf.reshape(index, [-1, replicas]), rank, axis=1)
-        # All-gather the whole super-batch: `all_gather` is the collective every
-        # strategy offers; the winners can come from any replica.
-        gathered = _all_gather(replica, (x, y, sample_weight, corrupted))
-        selected = tf.nest.map_structure(
-            lambda t: None if t is None else tf.gather(t, mine), gathered
+        all_scores, index = replicas.select_globally(
+            context,
+            lambda all_scores, all_context: self.select(all_scores, b_global, all_context),
+            scores,
+            score_context if getattr(self._select, "uses_context", False) else None,
         )
-        return (*selected, tf.gather(all_scores, mine), b_global // replicas)
+        selected, selected_scores = replicas.share_of_winners(
+            context, index, all_scores, (x, y, sample_weight, corrupted)
+        )
+        return (*selected, selected_scores, b_global // count)
 
     def _update_on_sub_batch(self, x_sel, y_sel, sample_weight, count):
         """Updates the learner (and the actor) on the selected sub-batch; returns `y_pred`.
@@ -740,12 +923,10 @@ class ActiveLearner(keras.Model):
         # Learner: forward and gradient over the selected sub-batch only.
         with tf.GradientTape() as tape:
             y_pred = self.learner(x_sel, training=True)
-            loss = self._compute_loss(
+            loss = self.compute_loss(
                 x=x_sel, y=y_sel, y_pred=y_pred, sample_weight=sample_weight, training=True
             )
-            self._loss_tracker.update_state(
-                unscale_loss_for_distribution(loss), sample_weight=count
-            )
+            self.loss_tracker.update_state(replicas.unscale_loss(loss), sample_weight=count)
             scaled = self.optimizer.scale_loss(loss)
         variables = self.learner.trainable_variables
         self.optimizer.apply(tape.gradient(scaled, variables), variables)
@@ -775,10 +956,10 @@ class ActiveLearner(keras.Model):
 
         self.score_tracker.update_state(tf.reduce_mean(selected_scores))
         # A trace-time fact: whether this data marks corrupted labels at all.
-        object.__setattr__(self, "_marks_corruption", "corrupted" in metadata)
+        self._untracked.marks_corruption = "corrupted" in metadata
         if corrupted_sel is not None:
             self.corrupted_tracker.update_state(tf.cast(corrupted_sel, tf.float32))
-        return _multi_worker_logs(self.compute_metrics(x_sel, y_sel, y_pred, sample_weight=sw_sel))
+        return replicas.step_logs(self.compute_metrics(x_sel, y_sel, y_pred, sample_weight=sw_sel))
 
     # ------------------------------------------------ partial super-batches
 
@@ -867,7 +1048,7 @@ class ActiveLearner(keras.Model):
 
         real_scores = tf.where(keep, tf.cast(tf.gather(scores, index), tf.float32), 0.0)
         self.score_tracker.update_state(tf.reduce_sum(real_scores) / tf.maximum(count, 1.0))
-        object.__setattr__(self, "_marks_corruption", "corrupted" in metadata)
+        self._untracked.marks_corruption = "corrupted" in metadata
         if corrupted_sel is not None:
             self.corrupted_tracker.update_state(
                 tf.cast(corrupted_sel, tf.float32), sample_weight=keep_f
@@ -892,31 +1073,19 @@ class ActiveLearner(keras.Model):
             metric.update_state(y, y_pred, sample_weight=keep)
         return self.get_metrics_result()
 
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # Under a strategy Keras builds the model from a first batch before
-        # tracing: it MEAN-reduces that distributed batch across replicas (which
-        # fails on bool metadata such as `corrupted`) and reads a third element
-        # as sample weights. Build from replica 0's batch, metadata stripped.
-        if self._distribute_strategy is not None and iterator is not None:
-            for _, _, it in iterator:
-                batch = next(it)
-                break
-            first = self.distribute_strategy.experimental_local_results
-
-            def local(v):
-                return first(v)[0] if isinstance(v, tf.distribute.DistributedValues) else v
-
-            data_batch, iterator = tree.map_structure(local, batch), None
-        if data_batch is not None:
-            x, y, sample_weight, _ = unpack_batch(data_batch)
-            data_batch = (x, y) if sample_weight is None else (x, y, sample_weight)
-        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
-
     def test_step(self, data):
+        # `keras.Model.test_step`, with our loss tracker.
         x, y, sample_weight, _ = unpack_batch(data)
-        logs = super().test_step((x, y, sample_weight))
+        y_pred = self(x, training=False)
+        loss = self.compute_loss(
+            x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=False
+        )
+        self.loss_tracker.update_state(
+            replicas.unscale_loss(loss), sample_weight=tf.nest.flatten(x)[0].shape[0]
+        )
+        logs = self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
         selection_only = {m.name for m in self._selection_trackers()}
-        return _multi_worker_logs({k: v for k, v in logs.items() if k not in selection_only})
+        return replicas.step_logs({k: v for k, v in logs.items() if k not in selection_only})
 
     def _track_score_spread(self, scores, valid=None):
         """Logs the std, min and max of one step's scores (over the `valid` rows when given).
@@ -951,7 +1120,7 @@ class ActiveLearner(keras.Model):
         results = super().get_metrics_result()
         if self.actor is None:
             results.pop("actor_loss", None)
-        if not getattr(self, "_marks_corruption", False):
+        if not self.marks_corruption:
             results.pop("selected_corrupted", None)
         return results
 
@@ -966,13 +1135,13 @@ class ActiveLearner(keras.Model):
         `BackupAndRestore`), which hold the learner and the actor (never the
         frozen reference).
         """
-        if not getattr(self, "_save_noted", False):
+        if not self._untracked.save_noted:
             logging.warning(
                 "ActiveLearner.save() saves the learner (model.learner) to %s: load it with "
                 "keras.models.load_model. The actor and the reference are not saved with it.",
                 filepath,
             )
-            object.__setattr__(self, "_save_noted", True)
+            self._untracked.save_noted = True
         if zipped is not None:
             kwargs["zipped"] = zipped
         return self.learner.save(filepath, overwrite=overwrite, **kwargs)

@@ -100,34 +100,11 @@ class _JsonState(tf.train.experimental.PythonState):
         self.value = json.loads(string_value)
 
 
-def _named(variables):
-    # Keyed by position, not by Keras path: paths carry automatic names
-    # ("adam_1/...", "dropout_3/...") that depend on what else the process built
-    # before. The order of a model's variables is fixed by its architecture;
-    # restoring checks every shape.
-    return {str(i): v for i, v in enumerate(variables)}
-
-
-def _build_compiled_metrics(model, element_spec):
-    """Creates the compiled metrics' variables now (Keras does it in the first step).
-
-    A resumed run restores them before its first step, so they must exist.
-    """
-    from active_keras.active_learner import unpack_batch
-
-    metrics = getattr(model, "_compile_metrics", None)
-    if metrics is None or metrics.built:
-        return
-    zeros = tf.nest.map_structure(
+def _zero_batch(element_spec):
+    """A batch of zeros of `element_spec`'s shapes (unknown sizes as 1)."""
+    return tf.nest.map_structure(
         lambda s: tf.zeros([d or 1 for d in s.shape], s.dtype), element_spec
     )
-    x, y, _, _ = unpack_batch(zeros)
-    with model.distribute_strategy.scope():
-        metrics.build(y, model.learner(x, training=False))
-
-
-def _metric_variables(model):
-    return {f"{m.name}/{i}": v for m in model.metrics for i, v in enumerate(m.variables)}
 
 
 def _task_info():
@@ -190,7 +167,8 @@ class Checkpointer(keras.callbacks.Callback):
         self._curve_state = _JsonState([])
         self._mid_epoch_var = tf.Variable(False, trainable=False, name="mid_epoch")
         if element_spec is not None:
-            _build_compiled_metrics(model, element_spec)
+            # A resumed run restores the compiled metrics before its first step: create them now.
+            model.build_compiled_metrics(_zero_batch(element_spec))
         self._bind(model)
         task_type, task_id = _task_info()
         cluster = {}
@@ -205,25 +183,8 @@ class Checkpointer(keras.callbacks.Callback):
         )
 
     def _bind(self, model):
-        unbuilt = [o for o in (model.optimizer, model.actor_optimizer) if o and not o.built]
-        if not model.built or unbuilt:
-            raise ValueError("Build and compile the ActiveLearner before making its Checkpointer.")
-        state = {
-            "learner": _named(model.learner.variables),
-            "optimizer": _named(model.optimizer.variables),
-            "sampling_seed": model.seed_generator.state,
-            "step": self._step_var,
-            "curve": self._curve_state,
-            "mid_epoch": self._mid_epoch_var,
-            "metrics": _metric_variables(model),
-        }
-        if model.actor is not None:
-            state["actor"] = _named(model.actor.variables)
-            state["actor_optimizer"] = _named(model.actor_optimizer.variables)
-        if model.online_reference:
-            # Trained online: part of the run's state. A frozen reference is not.
-            state["reference"] = _named(model.reference.variables)
-            state["reference_optimizer"] = _named(model.reference_optimizer.variables)
+        state = model.checkpointable_state()
+        state.update(step=self._step_var, curve=self._curve_state, mid_epoch=self._mid_epoch_var)
         self.checkpoint = tf.train.Checkpoint(**state)
 
     def track_curve(self, curve_fn):
@@ -309,7 +270,7 @@ class Checkpointer(keras.callbacks.Callback):
         if self._metrics_path is not None:
             # Keras has just reset the fit metrics: give back those of the steps
             # of this interval that ran before the checkpoint.
-            metrics = tf.train.Checkpoint(metrics=_metric_variables(self.model))
+            metrics = tf.train.Checkpoint(metrics=self.model.checkpointable_state()["metrics"])
             metrics.restore(self._metrics_path).expect_partial()
             self._metrics_path = None
 

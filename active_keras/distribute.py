@@ -38,11 +38,13 @@ import gin
 import tensorflow as tf
 from absl import logging
 
-from active_keras import peers
+from active_keras import peers, replicas
 
 STRATEGIES = ("one_device", "mirrored", "multi_worker_mirrored", "tpu")
 # Long enough for real clusters whose workers start minutes apart.
 DEFAULT_PEER_TIMEOUT = 600
+# The strategies made in this process, by their arguments (see `make_strategy`).
+_MADE = {}
 
 
 @gin.configurable
@@ -73,7 +75,13 @@ def make_strategy(name="one_device", tpu_address=None, devices=None, peer_timeou
             Default `DEFAULT_PEER_TIMEOUT` (600 s).
 
     Returns:
-        The strategy. Build and compile models inside `strategy.scope()`.
+        The strategy. Build and compile models inside `strategy.scope()`. One
+        strategy per process and set of arguments: a second call returns the
+        first one's strategy. (Each new MirroredStrategy /
+        MultiWorkerMirroredStrategy numbers its collectives from the same keys,
+        which the process-wide collective executor remembers: a second one in
+        the same process, as in a notebook or a `--compare_with` run, would fail
+        with "Collective instance ... expected type ...".)
 
     Raises:
         ValueError: For an unknown `name`.
@@ -85,6 +93,13 @@ def make_strategy(name="one_device", tpu_address=None, devices=None, peer_timeou
     print(strategy.num_replicas_in_sync)  # 8 on a v3-8
     ```
     """
+    key = (name, tpu_address, tuple(devices or ()), peer_timeout)
+    if key not in _MADE:
+        _MADE[key] = _new_strategy(name, tpu_address, devices, peer_timeout)
+    return _MADE[key]
+
+
+def _new_strategy(name, tpu_address, devices, peer_timeout):
     if name == "one_device":
         if devices:
             device = devices[0]
@@ -95,7 +110,6 @@ def make_strategy(name="one_device", tpu_address=None, devices=None, peer_timeou
         if devices is None and not tf.config.list_logical_devices("GPU"):
             # MirroredStrategy would use only CPU:0; take every logical CPU device.
             devices = [d.name for d in tf.config.list_logical_devices("CPU")]
-        _fresh_collective_keys(tf.distribute.MirroredStrategy)
         return tf.distribute.MirroredStrategy(devices=devices)
     if name == "multi_worker_mirrored":
         if "TF_CONFIG" not in os.environ:
@@ -103,7 +117,6 @@ def make_strategy(name="one_device", tpu_address=None, devices=None, peer_timeou
         else:
             config = json.loads(os.environ["TF_CONFIG"])
             logging.info("TF_CONFIG task %s, cluster %s", config.get("task"), config.get("cluster"))
-        _fresh_collective_keys(tf.distribute.MultiWorkerMirroredStrategy)
         timeout = DEFAULT_PEER_TIMEOUT if peer_timeout is None else peer_timeout
         options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=timeout)
         # Joining the cluster blocks inside TensorFlow until every worker has registered, and
@@ -120,19 +133,6 @@ def make_strategy(name="one_device", tpu_address=None, devices=None, peer_timeou
         tf.tpu.experimental.initialize_tpu_system(resolver)
         return tf.distribute.TPUStrategy(resolver)
     raise ValueError(f"Unknown strategy {name!r}; choose from {STRATEGIES}.")
-
-
-def _fresh_collective_keys(strategy_class):
-    """Gives the next strategy of `strategy_class` collective keys no earlier one used.
-
-    Every new MirroredStrategy / MultiWorkerMirroredStrategy numbers its
-    collectives from the same group and instance keys; the process-wide
-    collective executor remembers them, so a second strategy in one process
-    (a notebook, a benchmark) fails with "Collective instance 100 expected type
-    ... but got type ...". TensorFlow's own tests offset this private base.
-    """
-    if hasattr(strategy_class, "_collective_key_base"):
-        strategy_class._collective_key_base += 100_000
 
 
 def distribute_super_batches(
@@ -167,7 +167,9 @@ def distribute_super_batches(
         repeat: Repeat forever (pass `steps_per_epoch` to `fit()`).
 
     Returns:
-        A `tf.distribute.DistributedDataset` to pass to `model.fit()`.
+        A `tf.distribute.DistributedDataset` to pass to `model.fit()`. Bool
+        tensors (label-noise marks) arrive as int32: Keras cannot reduce bool
+        ones across replicas (see `replicas.bools_as_ints`).
 
     Example:
 
@@ -179,11 +181,11 @@ def distribute_super_batches(
     model.fit(train, steps_per_epoch=500)
     ```
     """
-    replicas = strategy.num_replicas_in_sync
-    if global_super_batch_size % replicas:
+    num_replicas = strategy.num_replicas_in_sync
+    if global_super_batch_size % num_replicas:
         raise ValueError(
             f"global_super_batch_size={global_super_batch_size} does not split evenly over "
-            f"{replicas} replicas."
+            f"{num_replicas} replicas."
         )
 
     def dataset_fn(input_context):
@@ -203,7 +205,7 @@ def distribute_super_batches(
         ds = ds.batch(per_replica, drop_remainder=True)
         if map_fn is not None:
             ds = ds.map(map_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        return ds.prefetch(tf.data.AUTOTUNE)
+        return replicas.bools_as_ints(ds).prefetch(tf.data.AUTOTUNE)
 
     return strategy.distribute_datasets_from_function(dataset_fn)
 
@@ -214,7 +216,8 @@ def classification_super_batches(
     """`distribute_super_batches` over a split of an `ImageClassificationData`.
 
     Batches are `(image float32 in [0, 1], label, {"corrupted", "example_id"})`
-    as from `ImageClassificationData.dataset`, each worker reading its own shard.
+    as from `ImageClassificationData.dataset` (`corrupted` as int32), each
+    worker reading its own shard.
 
     Args:
         strategy: A `tf.distribute.Strategy`.
@@ -275,13 +278,13 @@ def shard_global_batches(strategy, global_dataset_fn, global_super_batch_size):
         global_super_batch_size: `B`.
 
     Returns:
-        A distributed dataset for `model.fit()`.
+        A distributed dataset for `model.fit()` (bool tensors as int32).
     """
-    replicas = strategy.num_replicas_in_sync
-    if global_super_batch_size % replicas:
+    num_replicas = strategy.num_replicas_in_sync
+    if global_super_batch_size % num_replicas:
         raise ValueError(
             f"The super-batch of {global_super_batch_size} does not split evenly over "
-            f"{replicas} replicas."
+            f"{num_replicas} replicas."
         )
 
     def dataset_fn(input_context):
@@ -293,6 +296,7 @@ def shard_global_batches(strategy, global_dataset_fn, global_super_batch_size):
             return tf.nest.map_structure(lambda t: t[start : start + per_pipeline], batch)
 
         ds = global_dataset_fn().map(rows).unbatch()
-        return ds.batch(per_replica, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+        ds = ds.batch(per_replica, drop_remainder=True)
+        return replicas.bools_as_ints(ds).prefetch(tf.data.AUTOTUNE)
 
     return strategy.distribute_datasets_from_function(dataset_fn)

@@ -125,25 +125,20 @@ class FlopLedger:
         """The ledger of an `ActiveLearner` (FLOPs measured from its models)."""
         # One float input: every model is measured on the learner's input shape.
         # Several inputs (CLIP's image and tokens): each model's own input specs.
-        single = len(model.learner.inputs) == 1
-        input_shape = tuple(model.learner.input_shape[1:]) if single else None
-        present = {"learner": model.learner, "actor": model.actor, "reference": model.reference}
-        flops = {k: forward_flops(m, input_shape) for k, m in present.items() if m is not None}
-        trained = ["learner"] + (["actor"] if model.actor is not None else [])
-        scored_by, one_time = tuple(model.policy.requires), {}
-        table = model.reference_loss_table
-        if table is not None:
-            # Looked up, not computed: one forward pass over each scored example, once.
-            scored_by = tuple(m for m in scored_by if m != "reference")
-            one_time["reference"] = flops["reference"] * int(np.isfinite(table).sum())
+        models = model.models()
+        single = len(models["learner"].inputs) == 1
+        input_shape = tuple(models["learner"].input_shape[1:]) if single else None
+        flops = {name: forward_flops(m, input_shape) for name, m in models.items()}
+        roles = model.step_roles()
         return cls(
             flops=flops,
             super_batch_size=super_batch_size,
             sub_batch_size=model.sub_batch_size(super_batch_size),
-            scored_by=scored_by,
-            one_time=one_time,
-            trained_on_sub_batch=tuple(trained),
-            trained_on_super_batch=("reference",) if model.online_reference else (),
+            scored_by=roles["scored_by"],
+            # Looked up, not computed: one forward pass over each scored example, once.
+            one_time={name: flops[name] * n for name, n in roles["looked_up"].items()},
+            trained_on_sub_batch=roles["trained_on_sub_batch"],
+            trained_on_super_batch=roles["trained_on_super_batch"],
         )
 
     def per_step(self):

@@ -96,7 +96,7 @@ class ReplayRecorder(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         if not self._checked:
             self._checked = True
-            self._active = bool(getattr(self.model, "_records_ids", False))
+            self._active = bool(getattr(self.model, "records_selected_ids", False))
             if not self._active:  # A run that cannot be replayed still trains.
                 warnings.warn(
                     "ReplayRecorder records nothing: it needs an ActiveLearner with "

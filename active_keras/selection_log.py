@@ -130,14 +130,7 @@ class SelectionLogger(keras.callbacks.Callback):
             self.record(step)  # The end of the run, when it is not on the grid.
 
     def _score_and_select(self, x, y, example_id=None):
-        model = self.model
-        scores, context = model.score(x, y, example_id)
-        k = model.sub_batch_size(int(scores.shape[0]))
-        # Selecting draws from the model's seed generator: put its state back so
-        # that logging does not change the noise of the training steps.
-        state = np.array(model.seed_generator.state.numpy())
-        index = model.select(scores, k, context)
-        model.seed_generator.state.assign(state)
+        scores, index, context = self.model.preview_selection(x, y, example_id)
         losses = {name: np.asarray(v) for name, v in context.get("losses", {}).items()}
         return np.asarray(scores, np.float32), np.asarray(index), losses
 

@@ -26,7 +26,7 @@ tf.config.set_logical_device_configuration(_CPU, [tf.config.LogicalDeviceConfigu
 import keras  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from active_keras import ActiveLearner, distribute  # noqa: E402
+from active_keras import ActiveLearner, distribute, replicas  # noqa: E402
 from active_keras.data.classification import ImageClassificationData  # noqa: E402
 from active_keras.models import cnn  # noqa: E402
 
@@ -155,7 +155,9 @@ def check_global_sample():
                     [GLOBAL_B // 2], seed=tf.stack([ctx.replica_id_in_sync_group, 7])
                 )
                 if scope == "global":
-                    return model._global_winners(local, {}, GLOBAL_B // 2)[1]
+                    return replicas.select_globally(
+                        ctx, lambda s, c: model.select(s, GLOBAL_B // 2, c), local, None
+                    )[1]
                 return model.select(tf.zeros([GLOBAL_B // 2]), GLOBAL_B // 4)
 
             return strategy.run(replica_fn)
