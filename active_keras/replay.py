@@ -221,7 +221,8 @@ def train_replay(
         num_steps: Steps replayed (default: all recorded, rounded down to `eval_every`).
         jit_compile: XLA-compile the train step.
         seed: Seed of the learner's initial weights.
-        verbose: Keras fit verbosity.
+        verbose: 0 silent, 1 Keras's progress bar and the evaluation lines, 2 (default)
+            one line per evaluation.
 
     Returns:
         The curve.
@@ -252,13 +253,21 @@ def train_replay(
     )
     facts = {"policy": "replay", "replay_from": replay_from, "sub_batch_size": b, "seed": seed}
     logger = callbacks_lib.CurveLogger(
-        task, ledger, eval_every, os.path.join(model_dir, "metrics.json"), extra=facts
+        task,
+        ledger,
+        eval_every,
+        os.path.join(model_dir, "metrics.json"),
+        extra=facts,
+        total_steps=num_steps,
+        print_progress=verbose > 0,
     )
     model.fit(
         ds.repeat(),  # Bounded by steps: `repeat` keeps Keras from counting the dataset.
         epochs=num_steps // eval_every,
         steps_per_epoch=eval_every,
-        verbose=verbose,
+        shuffle=False,  # The recorded order is the point.
+        # Keras's progress bar only for verbose=1; else the evaluation line is the progress.
+        verbose=1 if verbose == 1 else 0,
         callbacks=[callbacks_lib.StopOnNaN(), logger],
     )
     learner.save(os.path.join(model_dir, "learner.keras"))
