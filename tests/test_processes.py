@@ -43,6 +43,10 @@ class ProcessGroupTest(tf.test.TestCase):
         start = time.time()
         with ProcessGroup(self.get_temp_dir(), grace=2.0) as group:
             group.start("sleeper", _python(SLEEPER))
+            # The sleeper's output must be in the message: on a loaded machine its start-up can
+            # take longer than the crasher's second.
+            group.wait_until(lambda: "waiting" in group.output("sleeper"), 60, "start-up")
+            start = time.time()
             group.start("crasher", _python(CRASHER))
             with self.assertRaises(ProcessFailure) as caught:
                 group.wait(timeout=600)
