@@ -6,6 +6,8 @@ import sys
 # `python tests/<file>.py` puts tests/ first on sys.path; the tests import `tests.*`.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import contextlib
+import io
 import json
 import re
 import shutil
@@ -16,7 +18,8 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from tests.cli_helpers import ROOT, tiny_run
+from active_keras import report
+from tests.cli_helpers import tiny_run
 
 FIGURES = (
     "accuracy.png",
@@ -95,10 +98,11 @@ class ReportTest(tf.test.TestCase):
         with open(os.path.join(other, "metrics.json"), "w") as f:
             json.dump(metrics, f)
         out_dir = os.path.join(tmp_dir, "compared")
-        cmd = [sys.executable, "-m", "active_keras.report", f"--model_dir={model_dir}"]
-        cmd += ["--compare", other, f"--out_dir={out_dir}"]
-        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
-        self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
+        # In process (`python -m active_keras.report` runs this `main`): a child process
+        # would spend most of its time importing TensorFlow.
+        with contextlib.redirect_stdout(io.StringIO()) as stdout:
+            report.main([f"--model_dir={model_dir}", "--compare", other, f"--out_dir={out_dir}"])
+        self.assertIn(f"wrote {os.path.join(out_dir, 'index.html')}", stdout.getvalue())
         with open(os.path.join(out_dir, "index.html")) as f:
             page = f.read()
         self.assertIn("other (uniform", page)  # The compared run has a row of its own.
@@ -111,8 +115,6 @@ class ReportTest(tf.test.TestCase):
         bare = os.path.join(tmp_dir, "bare")
         os.makedirs(bare)
         shutil.copy(os.path.join(model_dir, "metrics.json"), bare)
-        from active_keras import report
-
         page = report.write_report(bare)
         with open(page) as f:
             referenced = re.findall(r'<img src="([^"]+)"', f.read())
