@@ -11,6 +11,8 @@ and every file within them, share one build. Tests that modify the outputs copy
 them first (`copy_of`).
 """
 
+import contextlib
+import fcntl
 import hashlib
 import importlib.metadata
 import json
@@ -124,10 +126,11 @@ def source_hash():
 def cached(name, build, key=()):
     """The folder of a shared build, made by `build(folder)` on first use.
 
-    Two pytest processes may ask at once: each builds into a fresh folder of its
-    own and renames it into place; the first rename wins and the other copy is
-    dropped, so every caller sees one complete build. A failed build leaves
-    nothing behind. Callers must not modify the folder: copy it first (`copy_of`).
+    Two pytest processes (`pytest -n 2`, or two runs at once) may ask at once: a
+    lock file makes the second wait for the first's build instead of repeating
+    it, and each build goes into a fresh folder that is renamed into place only
+    when complete, so that no caller ever sees half a build, even after a crash.
+    Callers must not modify the folder: copy it first (`copy_of`).
 
     Args:
         name: A short name of the build (part of the folder's name).
@@ -141,26 +144,24 @@ def cached(name, build, key=()):
     source = source_hash()
     digest = hashlib.sha256(json.dumps([name, key]).encode()).hexdigest()[:12]
     final = os.path.join(CACHE_DIR, f"{name}-{source}-{digest}")
-    if os.path.isdir(final):
-        os.utime(final)  # In use: not stale.
-        return final
     os.makedirs(CACHE_DIR, exist_ok=True)
-    _remove_stale(source)
-    partial = tempfile.mkdtemp(prefix=f".{name}-", dir=CACHE_DIR)
-    try:
-        build(partial)
+    with open(f"{final}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # Released when the file closes (or the process dies).
+        if os.path.isdir(final):
+            os.utime(final)  # In use: not stale.
+            return final
+        _remove_stale(source)
+        partial = tempfile.mkdtemp(prefix=f".{name}-", dir=CACHE_DIR)
         try:
+            build(partial)
             os.rename(partial, final)
-        except OSError:
-            if not os.path.isdir(final):  # Not another process's build: a real error.
-                raise
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
     return final
 
 
 def _remove_stale(source):
-    """Removes the builds of other package sources that nobody has used for a day."""
+    """Removes the builds (and lock files) of other package sources unused for a day."""
     for entry in os.listdir(CACHE_DIR):
         path = os.path.join(CACHE_DIR, entry)
         try:
@@ -168,7 +169,11 @@ def _remove_stale(source):
         except OSError:
             continue  # Removed meanwhile.
         if old and f"-{source}-" not in entry:
-            shutil.rmtree(path, ignore_errors=True)
+            if os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    os.remove(path)
 
 
 def copy_of(folder, tmp_dir):
