@@ -126,27 +126,31 @@ class MirroredChecksTest(tf.test.TestCase):
 class SlowMirroredChecksTest(parameterized.TestCase, tf.test.TestCase):
     """The slow checks, of one more `tests/distribute_checks.py` process run once for the class.
 
-    Every test here is slow-marked, so the fast tier never starts the process.
+    Started by the first test that needs it, not in `setUpClass`: the fast tier runs this
+    class's (skipped) `test_session`, and must not start the process for it.
     """
 
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        tmp = pathlib.Path(tempfile.mkdtemp(prefix="mirrored_slow"))
-        cls.addClassCleanup(shutil.rmtree, tmp, ignore_errors=True)
-        names = ["global_topk_rho_loss", "global_topk_easy_reference"]
-        cls.mirrored = _run_checks(tmp, names + ["policies_global", "policies_local"])
+    mirrored = None
+
+    def _checks(self):
+        cls = type(self)
+        if cls.mirrored is None:
+            tmp = pathlib.Path(tempfile.mkdtemp(prefix="mirrored_slow"))
+            cls.addClassCleanup(shutil.rmtree, tmp, ignore_errors=True)
+            names = ["global_topk_rho_loss", "global_topk_easy_reference"]
+            cls.mirrored = _run_checks(tmp, names + ["policies_global", "policies_local"])
+        return cls.mirrored
 
     @parameterized.named_parameters(("rho_loss", "rho_loss"), ("easy_reference", "easy_reference"))
     @pytest.mark.slow  # Under the parameters: each generated case keeps the mark.
     def test_global_topk_matches_one_device_other_policies(self, policy):
-        result = _ok(self, self.mirrored, f"global_topk_{policy}")
+        result = _ok(self, self._checks(), f"global_topk_{policy}")
         self.assertLess(result["global_vs_one_device"], TOL)
 
     @parameterized.named_parameters(("global", "global"), ("local", "local"))
     @pytest.mark.slow  # Under the parameters: each generated case keeps the mark.
     def test_every_policy_runs_under_mirrored(self, scope):
-        result = _ok(self, self.mirrored, f"policies_{scope}")
+        result = _ok(self, self._checks(), f"policies_{scope}")
         for policy in POLICIES:
             self.assertTrue(result[policy]["finite"], policy)
             self.assertTrue(np.isfinite(result[policy]["loss"]), policy)
