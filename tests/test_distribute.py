@@ -75,7 +75,8 @@ class MirroredChecksTest(tf.test.TestCase):
             "jit_scoring",
             "distributed_input",
         ]
-        cls.mirrored = _run_checks(tmp, names, env={"XLA_FLAGS": f"--xla_dump_to={dump}"})
+        flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_dump_to={dump}".strip()
+        cls.mirrored = _run_checks(tmp, names, env={"XLA_FLAGS": flags})
 
     def test_global_topk_matches_one_device(self):
         mirrored = self.mirrored
@@ -122,23 +123,40 @@ class MirroredChecksTest(tf.test.TestCase):
         self.assertIn("selected_corrupted", result["metrics"])
 
 
-class DistributeTest(parameterized.TestCase, tf.test.TestCase):
+class SlowMirroredChecksTest(parameterized.TestCase, tf.test.TestCase):
+    """The slow checks, of one more `tests/distribute_checks.py` process run once for the class.
+
+    Started by the first test that needs it, not in `setUpClass`: the fast tier runs this
+    class's (skipped) `test_session`, and must not start the process for it.
+    """
+
+    mirrored = None
+
+    def _checks(self):
+        cls = type(self)
+        if cls.mirrored is None:
+            tmp = pathlib.Path(tempfile.mkdtemp(prefix="mirrored_slow"))
+            cls.addClassCleanup(shutil.rmtree, tmp, ignore_errors=True)
+            names = ["global_topk_rho_loss", "global_topk_easy_reference"]
+            cls.mirrored = _run_checks(tmp, names + ["policies_global", "policies_local"])
+        return cls.mirrored
+
     @parameterized.named_parameters(("rho_loss", "rho_loss"), ("easy_reference", "easy_reference"))
     @pytest.mark.slow  # Under the parameters: each generated case keeps the mark.
     def test_global_topk_matches_one_device_other_policies(self, policy):
-        tmp_dir = pathlib.Path(self.get_temp_dir())
-        result = _ok(self, _run_checks(tmp_dir, [f"global_topk_{policy}"]), f"global_topk_{policy}")
+        result = _ok(self, self._checks(), f"global_topk_{policy}")
         self.assertLess(result["global_vs_one_device"], TOL)
 
     @parameterized.named_parameters(("global", "global"), ("local", "local"))
     @pytest.mark.slow  # Under the parameters: each generated case keeps the mark.
     def test_every_policy_runs_under_mirrored(self, scope):
-        tmp_dir = pathlib.Path(self.get_temp_dir())
-        result = _ok(self, _run_checks(tmp_dir, [f"policies_{scope}"]), f"policies_{scope}")
+        result = _ok(self, self._checks(), f"policies_{scope}")
         for policy in POLICIES:
             self.assertTrue(result[policy]["finite"], policy)
             self.assertTrue(np.isfinite(result[policy]["loss"]), policy)
 
+
+class DistributeTest(parameterized.TestCase, tf.test.TestCase):
     @pytest.mark.slow
     def test_multi_worker_mirrored_workers_agree(self):
         tmp_dir = pathlib.Path(self.get_temp_dir())

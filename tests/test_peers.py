@@ -18,6 +18,15 @@ from active_keras import peers
 from tests.processes import free_ports
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The child processes load `active_keras/peers.py` by its path: it needs the standard
+# library only, and `import active_keras` would import TensorFlow (seconds of start-up).
+PEERS = os.path.join(ROOT, "active_keras", "peers.py")
+LOAD_PEERS = f"""
+import importlib.util
+spec = importlib.util.spec_from_file_location("peers", {PEERS!r})
+peers = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(peers)
+"""
 
 
 def _tf_config(addresses, index):
@@ -46,10 +55,9 @@ class PeersTest(tf.test.TestCase):
 
     def test_start_deadline_ends_a_process_stuck_past_it_naming_the_missing_peer(self):
         down = f"127.0.0.1:{free_ports(1)[0]}"
-        code = textwrap.dedent(
+        code = LOAD_PEERS + textwrap.dedent(
             """
             import time
-            from active_keras import peers
             with peers.start_deadline(2):
                 time.sleep(120)
             """
@@ -72,10 +80,9 @@ class PeersTest(tf.test.TestCase):
         )
 
     def test_start_deadline_does_nothing_when_the_block_ends_in_time(self):
-        code = textwrap.dedent(
+        code = LOAD_PEERS + textwrap.dedent(
             """
             import time
-            from active_keras import peers
             with peers.start_deadline(3):
                 pass
             time.sleep(5)  # Past the deadline: the watchdog must be gone.

@@ -3,6 +3,8 @@
 The end-to-end tests run the real command line on the tiny digits configuration
 of `tests/cli_helpers.py`: one uninterrupted run is the reference every other run
 (a second uninterrupted one, a killed-and-resumed one) must reproduce exactly.
+Every run loads the same trained reference (`tiny_reference`); the uninterrupted
+run is built once into the cache of `tests/cli_helpers.py` and only read here.
 """
 
 import os
@@ -12,10 +14,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import json
-import shutil
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 
@@ -30,7 +30,7 @@ from active_keras import main as main_lib
 from active_keras.callbacks import NonFiniteLossError, StopOnNaN
 from active_keras.data.classification import ImageClassificationData
 from active_keras.models import cnn
-from tests.cli_helpers import ROOT, TINY
+from tests.cli_helpers import ROOT, TINY, cached, cmd, copy_of, env, run_or_raise, tiny_reference
 
 # 18 steps, evaluated every 6, checkpointed every 3: resuming from a checkpoint
 # in the middle of an evaluation interval is the harder case.
@@ -42,22 +42,21 @@ RUN = [b for b in TINY if not b.startswith(("run.num_steps", "run.eval_every"))]
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
-def _command(tmp_path, model_dir, bindings=RUN):
-    ref = os.path.join(tmp_path, "reference.keras")
-    cmd = [sys.executable, "-m", "active_keras.main", "--gin_file=gin/classact.gin"]
-    cmd += [f"--model_dir={model_dir}"]
-    return cmd + [f"--gin_bindings={b}" for b in bindings + [f"run.reference_path = '{ref}'"]]
+def _command(tmp_path, model_dir):
+    """The run's command line, loading the reference `tmp_path/reference.keras`."""
+    return cmd(model_dir, os.path.join(tmp_path, "reference.keras"), bindings=RUN)
 
 
-def _env():
-    return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+def _uninterrupted_run():
+    """`(folder, model_dir, stdout)` of one whole run, built once into the shared cache."""
 
+    def build(folder):
+        tiny_reference(folder)
+        run_or_raise(_command(folder, os.path.join(folder, "whole")), folder)
 
-def _run(cmd):
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=_env())
-    if proc.returncode != 0:
-        raise AssertionError(proc.stderr[-3000:])
-    return proc
+    folder = cached("reliability_run", build, key=[RUN])
+    with open(os.path.join(folder, "stdout.txt")) as f:
+        return folder, os.path.join(folder, "whole"), f.read()
 
 
 def _metrics(model_dir):
@@ -84,17 +83,18 @@ def _tiny_model(seed=0):
 
 
 class UninterruptedRunTest(tf.test.TestCase):
-    """Tests against one whole run, made once for the class (it takes a while)."""
+    """Tests against one whole run (shared, read only: other runs go to a temp dir)."""
 
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        tmp = tempfile.mkdtemp(prefix="reliability")
-        cls.addClassCleanup(shutil.rmtree, tmp, ignore_errors=True)
-        model_dir = os.path.join(tmp, "whole")
-        proc = _run(_command(tmp, model_dir))
-        # One whole run: `(tmp, model_dir, stdout)`.
-        cls.uninterrupted = tmp, model_dir, proc.stdout
+        cls.uninterrupted = _uninterrupted_run()
+
+    def _own_reference(self):
+        """A temp dir holding a copy of the reference every run here loads."""
+        tmp = self.get_temp_dir()
+        tiny_reference(tmp)
+        return tmp
 
     def test_checkpoints_hold_the_run_but_not_the_frozen_reference(self):
         tmp, model_dir, stdout = self.uninterrupted
@@ -120,9 +120,10 @@ class UninterruptedRunTest(tf.test.TestCase):
 
     @pytest.mark.slow  # One more CLI run; the resume test below also needs determinism.
     def test_same_seed_same_run(self):
-        tmp, model_dir, _ = self.uninterrupted
+        _, model_dir, _ = self.uninterrupted
+        tmp = self._own_reference()
         again = os.path.join(tmp, "again")
-        _run(_command(tmp, again))
+        run_or_raise(_command(tmp, again))
         first, second = _metrics(model_dir), _metrics(again)
         # Selection statistics, losses and test metrics, every point.
         self.assertEqual(first, second)
@@ -130,11 +131,12 @@ class UninterruptedRunTest(tf.test.TestCase):
             np.testing.assert_array_equal(a, b)
 
     def test_killed_run_resumes_from_its_last_checkpoint_exactly(self):
-        tmp, model_dir, _ = self.uninterrupted
+        _, model_dir, _ = self.uninterrupted
+        tmp = self._own_reference()
         killed = os.path.join(tmp, "killed")
-        cmd = _command(tmp, killed)
+        command = _command(tmp, killed)
         proc = subprocess.Popen(
-            cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env()
+            command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env()
         )
         deadline = time.time() + 300
         while (_latest_step(killed) or 0) < 3 and proc.poll() is None and time.time() < deadline:
@@ -146,7 +148,7 @@ class UninterruptedRunTest(tf.test.TestCase):
         self.assertIsNotNone(at_kill)
         self.assertTrue(3 <= at_kill < 18)
 
-        resumed = _run(cmd)
+        resumed = run_or_raise(command)
         # No checkpoint lost: the run continues from the last one written before the kill.
         self.assertIn(
             f"resumed from {os.path.join(killed, 'checkpoints', f'ckpt-{at_kill}')}", resumed.stdout
@@ -163,9 +165,10 @@ class UninterruptedRunTest(tf.test.TestCase):
 
     @pytest.mark.slow  # One more CLI run (already the shortest: nothing to shrink for smoke).
     def test_rerunning_a_finished_run_trains_nothing(self):
-        tmp, model_dir, _ = self.uninterrupted
+        tmp = self._own_reference()
+        model_dir = copy_of(self.uninterrupted[1], tmp)  # The rerun writes into it.
         before = _metrics(model_dir)
-        done = _run(_command(tmp, model_dir))
+        done = run_or_raise(_command(tmp, model_dir))
         self.assertIn("at step 18", done.stdout)
         self.assertNotRegex(done.stdout, r"(?m)^step \d+")  # No evaluation: nothing trained.
         self.assertEqual(_metrics(model_dir), before)

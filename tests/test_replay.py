@@ -22,7 +22,7 @@ from active_keras import replay
 from active_keras.active_learner import ActiveLearner
 from active_keras.data.classification import ImageClassificationData
 from active_keras.models import cnn
-from tests.cli_helpers import ROOT, TINY
+from tests.cli_helpers import ROOT, TINY, tiny_run
 
 
 def _data():
@@ -130,18 +130,18 @@ class ReplayTest(tf.test.TestCase):
 
     def test_run_records_then_replays_from_the_command_line_config(self):
         tmp_dir = pathlib.Path(self.get_temp_dir())
-        ref = os.path.join(tmp_dir, "reference.keras")
+        # The active run: the shared tiny CLI run of `classact.gin` (which records by default).
+        _, active, _ = tiny_run()
         bindings = TINY + [
-            f"run.reference_path = '{ref}'",
+            f"run.reference_path = '{tmp_dir / 'reference.keras'}'",
             "run.write_report = False",
             "run.selection_log_every = 0",
             "run.verbose = 0",
         ]
-        active, replayed = str(tmp_dir / "active"), str(tmp_dir / "replayed")
+        replayed = str(tmp_dir / "replayed")
+        ids = replay.load_selected_ids(active)
+        self.assertEqual(ids.shape, (12, 16))
         try:
-            main_lib.run_config([os.path.join(ROOT, "gin", "classact.gin")], bindings, active)
-            ids = replay.load_selected_ids(active)
-            self.assertEqual(ids.shape, (12, 16))
             curve = main_lib.run_config(
                 [os.path.join(ROOT, "gin", "uniform.gin")],
                 bindings

@@ -6,19 +6,20 @@ import sys
 # `python tests/<file>.py` puts tests/ first on sys.path; the tests import `tests.*`.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import contextlib
+import io
 import json
 import re
 import shutil
 import subprocess
-import tempfile
 import unittest
 
 import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from tests.cli_helpers import ROOT, TINY
-from tests.cli_helpers import cli as _cli
+from active_keras import report
+from tests.cli_helpers import tiny_run
 
 FIGURES = (
     "accuracy.png",
@@ -31,18 +32,13 @@ FIGURES = (
 
 
 class ReportTest(tf.test.TestCase):
-    """Tests of one tiny CLI run, made once for the class."""
+    """Tests of the tiny CLI run that `tests/cli_helpers.py` shares (read only)."""
 
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        tmp = tempfile.mkdtemp(prefix="report")
-        cls.addClassCleanup(shutil.rmtree, tmp, ignore_errors=True)
-        model_dir = os.path.join(tmp, "run")
-        proc = _cli(tmp, "--gin_file=gin/classact.gin", f"--model_dir={model_dir}", bindings=TINY)
-        if proc.returncode != 0:
-            raise AssertionError(proc.stderr[-3000:])
-        cls.tiny_run = tmp, model_dir
+        _, model_dir, _ = tiny_run()
+        cls.model_dir = model_dir
 
     def _check_png(self, path):
         self.assertGreater(os.path.getsize(path), 0, path)
@@ -54,7 +50,7 @@ class ReportTest(tf.test.TestCase):
             self.assertGreater(image.size[1], 50)
 
     def test_cli_run_logs_selections(self):
-        _, model_dir = self.tiny_run
+        model_dir = self.model_dir
         log_dir = os.path.join(model_dir, "selection_log")
         with open(os.path.join(log_dir, "records.jsonl")) as f:
             records = [json.loads(line) for line in f]
@@ -80,7 +76,7 @@ class ReportTest(tf.test.TestCase):
             self.assertGreaterEqual(data["top_scores"].min(), data["bottom_scores"].max())
 
     def test_cli_run_writes_report_with_valid_figures(self):
-        _, model_dir = self.tiny_run
+        model_dir = self.model_dir
         report_dir = os.path.join(model_dir, "report")
         with open(os.path.join(report_dir, "index.html")) as f:
             page = f.read()
@@ -90,7 +86,7 @@ class ReportTest(tf.test.TestCase):
             self._check_png(os.path.join(report_dir, name))
 
     def test_report_command_compares_runs(self):
-        tmp_dir, model_dir = self.tiny_run
+        tmp_dir, model_dir = self.get_temp_dir(), self.model_dir
         # A second run to compare with: another metrics.json (no selection log needed).
         other = os.path.join(tmp_dir, "other")
         os.makedirs(other, exist_ok=True)
@@ -102,10 +98,11 @@ class ReportTest(tf.test.TestCase):
         with open(os.path.join(other, "metrics.json"), "w") as f:
             json.dump(metrics, f)
         out_dir = os.path.join(tmp_dir, "compared")
-        cmd = [sys.executable, "-m", "active_keras.report", f"--model_dir={model_dir}"]
-        cmd += ["--compare", other, f"--out_dir={out_dir}"]
-        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
-        self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
+        # In process (`python -m active_keras.report` runs this `main`): a child process
+        # would spend most of its time importing TensorFlow.
+        with contextlib.redirect_stdout(io.StringIO()) as stdout:
+            report.main([f"--model_dir={model_dir}", "--compare", other, f"--out_dir={out_dir}"])
+        self.assertIn(f"wrote {os.path.join(out_dir, 'index.html')}", stdout.getvalue())
         with open(os.path.join(out_dir, "index.html")) as f:
             page = f.read()
         self.assertIn("other (uniform", page)  # The compared run has a row of its own.
@@ -114,12 +111,10 @@ class ReportTest(tf.test.TestCase):
 
     def test_report_of_a_run_without_selection_log_has_curves_only(self):
         tmp_dir = self.get_temp_dir()
-        _, model_dir = self.tiny_run
+        model_dir = self.model_dir
         bare = os.path.join(tmp_dir, "bare")
         os.makedirs(bare)
         shutil.copy(os.path.join(model_dir, "metrics.json"), bare)
-        from active_keras import report
-
         page = report.write_report(bare)
         with open(page) as f:
             referenced = re.findall(r'<img src="([^"]+)"', f.read())
@@ -131,7 +126,7 @@ class ReportTest(tf.test.TestCase):
     @unittest.skipIf(not os.path.exists("/usr/bin/chromium"), "no headless Chromium")
     def test_report_renders_in_headless_chromium(self):
         tmp_dir = self.get_temp_dir()
-        _, model_dir = self.tiny_run
+        model_dir = self.model_dir
         shot = os.path.join(tmp_dir, "page.png")
         page = "file://" + os.path.abspath(os.path.join(model_dir, "report", "index.html"))
         cmd = ["/usr/bin/chromium", "--headless", "--no-sandbox", "--disable-gpu"]

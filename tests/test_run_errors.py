@@ -12,11 +12,21 @@ import gin
 import tensorflow as tf
 
 from active_keras import main as main_lib
-from tests.cli_helpers import ROOT, cli
+from tests.cli_helpers import ROOT, cli, copy_of, tiny_run
 from tests.cli_helpers import TINY as CLI_TINY
 
 TINY = [*CLI_TINY, "run.write_report = False"]
 UNIFORM = [os.path.join(ROOT, "gin", "uniform.gin")]
+
+
+def _finished_uniform_run(tmp_dir):
+    """A copy of a finished 12-step `UNIFORM` run on `TINY`, to resume.
+
+    The uniform baseline of the shared tiny CLI run: `gin/classact.gin` then
+    `gin/uniform.gin` leave the same run as `UNIFORM` alone (the report aside).
+    """
+    _, model_dir, _ = tiny_run()
+    return copy_of(os.path.join(model_dir, "baseline"), tmp_dir)
 
 
 class RunErrorsTest(tf.test.TestCase):
@@ -40,16 +50,14 @@ class RunErrorsTest(tf.test.TestCase):
         self.assertNotIn("Traceback", proc.stderr)
 
     def test_resuming_with_another_learning_rate_is_refused_naming_it(self):
-        model_dir = os.path.join(self.get_temp_dir(), "run")
-        main_lib.run_config(UNIFORM, TINY, model_dir)
+        model_dir = _finished_uniform_run(self.get_temp_dir())
         with self.assertRaisesRegex(ValueError, "learning_rate=0.00100.*learning_rate=0.00200"):
             main_lib.run_config(UNIFORM, TINY + ["make_optimizer.learning_rate = 2e-3"], model_dir)
         with self.assertRaisesRegex(ValueError, "learning_rate=.*CosineDecay"):
             main_lib.run_config(UNIFORM, TINY + ["make_optimizer.schedule = 'cosine'"], model_dir)
 
     def test_a_larger_num_steps_extends_a_finished_constant_rate_run(self):
-        model_dir = os.path.join(self.get_temp_dir(), "run")
-        main_lib.run_config(UNIFORM, TINY, model_dir)
+        model_dir = _finished_uniform_run(self.get_temp_dir())
         main_lib.run_config(UNIFORM, TINY + ["run.num_steps = 18"], model_dir)
         with open(os.path.join(model_dir, "metrics.json")) as f:
             self.assertEqual([p["step"] for p in json.load(f)["curve"]], [0, 6, 12, 18])

@@ -17,13 +17,17 @@ OLDEST_CORE=(tests/test_public_api.py tests/test_selectors.py tests/test_policie
   tests/test_active_learner.py tests/test_keras_native.py)
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-.venv/bin/python -m pytest -q -m "not slow" --durations=15
+# Two tiers, each on every core (pytest-xdist; one class per worker, so that a class's
+# set-up runs once). Runs shared by several test files are built once, into the cache of
+# tests/cli_helpers.py, by whichever worker first needs them; the slow tier reuses them.
+PARALLEL=(-n auto --maxprocesses=4 --dist loadscope)
+.venv/bin/python -m pytest -q "${PARALLEL[@]}" -m "not slow" --durations=15
 # Every test file also runs on its own (`python tests/test_x.py`, as Bazel runs it): keep one
 # fast one running that way so that the standalone set-up cannot rot.
 .venv/bin/python tests/test_selectors.py
 if [ "${1:-}" != "--fast" ]; then
   rc=0
-  ACTIVE_KERAS_SMOKE=1 .venv/bin/python -m pytest -q -m slow --durations=10 || rc=$?
+  ACTIVE_KERAS_SMOKE=1 .venv/bin/python -m pytest -q "${PARALLEL[@]}" -m slow --durations=10 || rc=$?
   [ "$rc" -eq 0 ] || [ "$rc" -eq 5 ]  # 5: no slow tests collected.
   # The lower bounds of setup.cfg's ranges (requirements_oldest.txt) hold too.
   wait "$oldest_pid" || { cat .venv-oldest.log; exit 1; }
