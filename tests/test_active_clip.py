@@ -174,6 +174,12 @@ class ActiveClipTest(parameterized.TestCase, tf.test.TestCase):
         # Among classes 0 and 1 only, class 1's images (nearest to class 2) pick class 0 or 1.
         self.assertAllClose(accuracy, 0.5)
 
+    def test_balanced_zero_shot_on_a_too_small_split_names_the_setting(self):
+        classes = np.eye(3, dtype=np.float32)
+        labels = np.array([0, 0, 0, 1, 2])  # Only class 0 has 3 images.
+        with self.assertRaisesRegex(ValueError, r"balanced_per_class=3 .*\[3, 1, 1\]"):
+            clip_eval.balanced_zero_shot_accuracy(classes[labels], labels, classes, 3)
+
     def test_prompt_templates_are_averaged(self):
         model = tiny("learner")
         tok = lambda texts: np.array([[2 + len(t), 5, 0, 0, 0, 0] for t in texts], np.int32)  # noqa: E731

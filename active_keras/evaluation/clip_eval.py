@@ -86,12 +86,21 @@ def balanced_zero_shot_accuracy(image_embeddings, labels, class_embeddings, per_
     """Zero-shot accuracy on a class-balanced subset, among the kept classes only.
 
     Returns:
-        `(accuracy, number of kept classes)`; accuracy is NaN when no class has
-        `per_class` examples.
+        `(accuracy, number of kept classes)`.
+
+    Raises:
+        ValueError: fewer than two classes have `per_class` examples (a small
+            test split): the message gives the counts and the setting to change.
     """
     indices, classes = balanced_subset(labels, per_class, seed)
-    if not len(classes):
-        return float("nan"), 0
+    if len(classes) < 2:
+        counts = np.unique(np.asarray(labels), return_counts=True)[1]
+        raise ValueError(
+            f"Balanced zero-shot accuracy needs two or more categories with "
+            f"ClipTask.balanced_per_class={per_class} test images; the test split's categories "
+            f"have {sorted(counts.tolist(), reverse=True)[:10]} (largest first). Lower "
+            "ClipTask.balanced_per_class, or set it to None to use every test image."
+        )
     position = {c: i for i, c in enumerate(classes)}
     labels = np.asarray([position[c] for c in np.asarray(labels)[indices]])
     accuracy = zero_shot_accuracy(image_embeddings[indices], labels, class_embeddings[classes])
