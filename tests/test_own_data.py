@@ -32,6 +32,16 @@ def _tmp(test):
     return tempfile.mkdtemp(dir=test.get_temp_dir())
 
 
+def _main(test, gin_file, model_dir, bindings):
+    """Runs the CLI; asserts it succeeded. Returns the process and the run's curve."""
+    cmd = [sys.executable, "-m", "active_keras.main", f"--gin_file={gin_file}"]
+    cmd += [f"--model_dir={model_dir}"] + [f"--gin_bindings={b}" for b in bindings]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env())
+    test.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
+    with open(os.path.join(model_dir, "metrics.json")) as f:
+        return proc, json.load(f)["curve"]
+
+
 def _by_label(written):
     """`{label: set of image bytes}` of `own_data.class_folder`'s images."""
     return {
@@ -159,13 +169,8 @@ class ImageFolderTest(parameterized.TestCase, tf.test.TestCase):
             "train_reference.jit_compile = False",
             f"run.reference_path = '{tmp_dir}/reference.keras'",
         ]
-        cmd = [sys.executable, "-m", "active_keras.main", "--gin_file=gin/classact.gin"]
-        cmd += [f"--model_dir={model_dir}"] + [f"--gin_bindings={b}" for b in bindings]
-        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env())
-        self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
+        proc, curve = _main(self, "gin/classact.gin", model_dir, bindings)
         self.assertRegex(proc.stderr, r"Skipped 1 image file\(s\) in .*broken\.png")
-        with open(os.path.join(model_dir, "metrics.json")) as f:
-            curve = json.load(f)["curve"]
         self.assertEqual([p["step"] for p in curve], [0, 2, 4])
         self.assertBetween(curve[-1]["test_accuracy"], 0.0, 1.0)
 
@@ -315,12 +320,7 @@ class ImageTextFolderTest(tf.test.TestCase):
             "train_reference.batch_size = 8",
             f"run.reference_path = '{tmp_dir}/reference.keras'",
         ]
-        cmd = [sys.executable, "-m", "active_keras.main", "--gin_file=gin/activeclip.gin"]
-        cmd += [f"--model_dir={model_dir}"] + [f"--gin_bindings={b}" for b in bindings]
-        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env())
-        self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
-        with open(os.path.join(model_dir, "metrics.json")) as f:
-            curve = json.load(f)["curve"]
+        _, curve = _main(self, "gin/activeclip.gin", model_dir, bindings)
         self.assertEqual([p["step"] for p in curve], [0, 2])
         self.assertBetween(curve[-1]["zero_shot_accuracy"], 0.0, 1.0)
         with open(os.path.join(model_dir, "vocab.txt")) as f:
