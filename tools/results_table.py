@@ -96,12 +96,15 @@ def ladder_table(path):
         for name, row in rows.items():
             if name.startswith("_"):
                 continue
+            runs = row.get("runs_per_budget") or [row["seeds"]] * len(row["budgets"])
             per_budget = ", ".join(
-                f"{b}: {m:.4f} ± {sd:.4f}"
-                for b, m, sd in zip(
+                # One run has no spread to show: say so rather than print "± 0".
+                f"{b}: {m:.4f} ± {sd:.4f}" if n > 1 else f"{b}: {m:.4f} (1 seed)"
+                for b, m, sd, n in zip(
                     row["budgets"],
                     row["final_accuracy_mean"],
                     row["final_accuracy_std"],
+                    runs,
                     strict=True,
                 )
             )
