@@ -174,11 +174,15 @@ class ActiveClipTest(parameterized.TestCase, tf.test.TestCase):
         # Among classes 0 and 1 only, class 1's images (nearest to class 2) pick class 0 or 1.
         self.assertAllClose(accuracy, 0.5)
 
-    def test_balanced_zero_shot_on_a_too_small_split_names_the_setting(self):
+    def test_balanced_zero_shot_on_a_too_small_split_falls_back_and_says_so(self):
         classes = np.eye(3, dtype=np.float32)
-        labels = np.array([0, 0, 0, 1, 2])  # Only class 0 has 3 images.
-        with self.assertRaisesRegex(ValueError, r"balanced_per_class=3 .*\[3, 1, 1\]"):
-            clip_eval.balanced_zero_shot_accuracy(classes[labels], labels, classes, 3)
+        labels = np.array([0, 0, 0, 1, 1, 2])  # Only class 0 has 3 images.
+        with self.assertWarnsRegex(UserWarning, r"balanced_per_class=3 .*\[3, 2, 1\]\); using 2"):
+            accuracy, kept = clip_eval.balanced_zero_shot_accuracy(
+                classes[labels], labels, classes, 3
+            )
+        self.assertEqual(kept, 2)  # Classes 0 and 1, two images each.
+        self.assertAllClose(accuracy, 1.0)
 
     def test_prompt_templates_are_averaged(self):
         model = tiny("learner")

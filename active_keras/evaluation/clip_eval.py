@@ -25,6 +25,8 @@ metrics = clip_eval.evaluate(learner, test, tok, data.prompts())
 ```
 """
 
+import warnings
+
 import numpy as np
 import tensorflow as tf
 
@@ -86,21 +88,22 @@ def balanced_zero_shot_accuracy(image_embeddings, labels, class_embeddings, per_
     """Zero-shot accuracy on a class-balanced subset, among the kept classes only.
 
     Returns:
-        `(accuracy, number of kept classes)`.
-
-    Raises:
-        ValueError: fewer than two classes have `per_class` examples (a small
-            test split): the message gives the counts and the setting to change.
+        `(accuracy, number of kept classes)`. When fewer than two classes have
+        `per_class` examples (a small test split), `per_class` falls back to the
+        second-largest class size, with a warning; NaN with a single class.
     """
     indices, classes = balanced_subset(labels, per_class, seed)
     if len(classes) < 2:
-        counts = np.unique(np.asarray(labels), return_counts=True)[1]
-        raise ValueError(
-            f"Balanced zero-shot accuracy needs two or more categories with "
-            f"ClipTask.balanced_per_class={per_class} test images; the test split's categories "
-            f"have {sorted(counts.tolist(), reverse=True)[:10]} (largest first). Lower "
-            "ClipTask.balanced_per_class, or set it to None to use every test image."
+        counts = sorted(np.unique(np.asarray(labels), return_counts=True)[1].tolist(), reverse=True)
+        if len(counts) < 2:
+            return float("nan"), len(counts)
+        warnings.warn(
+            f"Balanced zero-shot accuracy: fewer than two test categories have "
+            f"ClipTask.balanced_per_class={per_class} images (the largest have {counts[:5]}); "
+            f"using {counts[1]} per category. Lower ClipTask.balanced_per_class to silence this.",
+            stacklevel=2,
         )
+        indices, classes = balanced_subset(labels, counts[1], seed)
     position = {c: i for i, c in enumerate(classes)}
     labels = np.asarray([position[c] for c in np.asarray(labels)[indices]])
     accuracy = zero_shot_accuracy(image_embeddings[indices], labels, class_embeddings[classes])
