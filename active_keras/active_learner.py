@@ -843,7 +843,7 @@ class ActiveLearner(replicas.MultiWorkerBuild, keras.Model):
                 "The super-batch size is unknown (None). Selection needs a static "
                 "size: batch the dataset with drop_remainder=True."
             )
-        n_replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        n_replicas = replicas.num_replicas()
         if self.super_batch_size is not None and size * n_replicas != self.super_batch_size:
             raise ValueError(
                 f"Got a super-batch of {size * n_replicas} examples"
