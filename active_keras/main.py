@@ -139,7 +139,7 @@ def main(argv):
             baseline = run_config(
                 FLAGS.gin_file + FLAGS.compare_with, bindings, baseline_dir, FLAGS.local
             )
-            # The task's primary metric: test accuracy (ClassAct) or zero-shot accuracy (CLIP).
+            # The task's primary metric: test accuracy (ClassAct) or image-to-text recall@5 (CLIP).
             metric = base.primary_metric(curve[0])
             rows = {
                 "baseline: " + os.path.basename(FLAGS.compare_with[-1]): speedup.compare(

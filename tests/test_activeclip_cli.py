@@ -115,7 +115,7 @@ class ActiveClipCliTest(tf.test.TestCase):
         runs = [(model_dir, "learnability")]
         if not smoke:
             self.assertIn("Comparison", proc.stdout)
-            self.assertIn("zero shot accuracy", proc.stdout)
+            self.assertIn("best image to text recall@5", proc.stdout)
             runs.append((f"{model_dir}/baseline", "uniform"))
         for run_dir, policy in runs:
             with open(os.path.join(run_dir, "metrics.json")) as f:

@@ -45,10 +45,9 @@ class TaskInterfaceTest(tf.test.TestCase):
 
     def test_primary_metric_of_a_curve_point(self):
         self.assertEqual(base.primary_metric({"step": 0, "test_accuracy": 0.5}), "test_accuracy")
-        self.assertEqual(
-            base.primary_metric({"zero_shot_accuracy": 0.1, "test_loss": 1.0}),
-            "zero_shot_accuracy",
-        )
+        clip_point = {"zero_shot_accuracy": 0.1, "image_to_text_recall@5": 0.2, "test_loss": 1.0}
+        self.assertEqual(base.primary_metric(clip_point), "image_to_text_recall@5")
+        self.assertEqual(ClipTask.primary_metric, "image_to_text_recall@5")
         self.assertIsNone(base.primary_metric({"step": 0}))
 
     def test_no_duck_typing_of_tasks_left(self):

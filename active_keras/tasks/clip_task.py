@@ -69,7 +69,7 @@ class ClipTask(base.Task):
             be precomputed: `run.reference_losses` refuses it).
     """
 
-    primary_metric = "zero_shot_accuracy"
+    primary_metric = "image_to_text_recall@5"
 
     def __init__(
         self,
