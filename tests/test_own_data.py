@@ -91,6 +91,17 @@ class ImageFolderTest(parameterized.TestCase, tf.test.TestCase):
         np.testing.assert_array_equal(again.splits["train"].ids, train.ids)
         np.testing.assert_array_equal(again.splits["train"].labels, train.labels)
 
+    def test_local_switch_fits_a_small_folder(self):
+        root = _tmp(self)
+        own_data.class_folder(root, per_class=12)  # 32 training images (one is corrupt).
+        with self.assertRaisesRegex(ValueError, r"heldout_size=1000 must be in \[0, 32\)"):
+            classification.ImageClassificationData(f"folder:{root}", heldout_size=1000)
+        gin.parse_config_file(os.path.join(ROOT, "gin", "local.gin"))
+        data = classification.ImageClassificationData(f"folder:{root}")
+        self.assertLen(data.splits["heldout"], 6)  # A fifth of 32, not local.gin's 1000.
+        self.assertLen(data.splits["train"], 26)
+        gin.clear_config()
+
     def test_task_dataset_eagerly_and_through_tf_data(self):
         root = _tmp(self)
         own_data.class_folder(root, per_class=12)

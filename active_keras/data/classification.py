@@ -137,6 +137,10 @@ class ImageClassificationData:
         curated_dir: Folder of `active_keras.curate` output: its kept examples
             replace the train split (ids, labels and noise flags as curated;
             curate with the same name, seed and heldout_size).
+        cap_sizes: Read `heldout_size` as an upper bound: a smaller source
+            gives a fifth of its training examples to the held-out split
+            instead of failing (`gin/local.gin` sets it, so that `--local`
+            smoke-runs any folder). `train_size` is always an upper bound.
 
     Attributes:
         skipped: Files of a folder source skipped as undecodable (`{"corrupt": n}`;
@@ -152,6 +156,7 @@ class ImageClassificationData:
         seed=0,
         data_dir=None,
         curated_dir=None,
+        cap_sizes=False,
     ):
         self.skipped = {}
         if name.startswith("tfds:"):
@@ -180,6 +185,8 @@ class ImageClassificationData:
         test_images, test_labels = loader("test", **kwargs)
         for arr in (labels, test_labels):
             validation.check_labels(arr, self.num_classes)
+        if cap_sizes:
+            heldout_size = min(heldout_size, len(labels) // 5)
         if not 0 <= heldout_size < len(labels):
             raise ValueError(f"heldout_size={heldout_size} must be in [0, {len(labels)}).")
         order = np.random.default_rng(seed).permutation(len(labels))
