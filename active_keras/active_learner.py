@@ -46,7 +46,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from active_keras import replicas
+from active_keras import checkpointing, replicas
 from active_keras.selection import policies, selectors
 
 METADATA_KEYS = ("sample_weight", "corrupted", "example_id")
@@ -103,10 +103,6 @@ def _weights_of(sample_weight):
     if isinstance(sample_weight, dict) and set(sample_weight) <= set(METADATA_KEYS):
         return sample_weight.get("sample_weight")
     return sample_weight
-
-
-def _by_position(variables):
-    return {str(i): v for i, v in enumerate(variables)}
 
 
 def _unreduced(identifier):
@@ -637,21 +633,6 @@ class ActiveLearner(replicas.MultiWorkerBuild, keras.Model):
         """`keras.Model.compute_metrics`; a metadata dict in place of sample weights is read."""
         return super().compute_metrics(x, y, y_pred, sample_weight=_weights_of(sample_weight))
 
-    def build_compiled_metrics(self, batch):
-        """Creates the compiled metrics' variables from one batch (Keras does it in the first step).
-
-        So that they exist, and can be restored, before training starts.
-
-        Args:
-            batch: A batch as `fit()` takes it (values do not matter, shapes do).
-        """
-        compiled = [m for m in self.metrics if m.name == "compile_metrics"]
-        if not compiled or compiled[0].built:
-            return
-        x, y, _, _ = unpack_batch(batch)
-        with self.distribute_strategy.scope():
-            compiled[0].build(y, self.learner(x, training=False))
-
     def models(self):
         """`{"learner": ..., "actor": ..., "reference": ...}`: the models present."""
         models = {"learner": self.learner, "actor": self.actor, "reference": self.reference}
@@ -691,19 +672,19 @@ class ActiveLearner(replicas.MultiWorkerBuild, keras.Model):
         if not self.built or unbuilt:
             raise ValueError("Build and compile the ActiveLearner before taking its state.")
         state = {
-            "learner": _by_position(self.learner.variables),
-            "optimizer": _by_position(self.optimizer.variables),
+            "learner": checkpointing.by_position(self.learner.variables),
+            "optimizer": checkpointing.by_position(self.optimizer.variables),
             "sampling_seed": self.seed_generator.state,
-            "metrics": {
-                f"{m.name}/{i}": v for m in self.metrics for i, v in enumerate(m.variables)
-            },
+            "metrics": checkpointing.metric_variables(self),
         }
         if self.actor is not None:
-            state["actor"] = _by_position(self.actor.variables)
-            state["actor_optimizer"] = _by_position(self.actor_optimizer.variables)
+            state["actor"] = checkpointing.by_position(self.actor.variables)
+            state["actor_optimizer"] = checkpointing.by_position(self.actor_optimizer.variables)
         if self.online_reference:
-            state["reference"] = _by_position(self.reference.variables)
-            state["reference_optimizer"] = _by_position(self.reference_optimizer.variables)
+            state["reference"] = checkpointing.by_position(self.reference.variables)
+            state["reference_optimizer"] = checkpointing.by_position(
+                self.reference_optimizer.variables
+            )
         return state
 
     def call(self, inputs, training=False):

@@ -18,6 +18,7 @@ import contextlib
 import inspect
 import json
 import os
+import shutil
 import sys
 import tempfile
 
@@ -26,7 +27,7 @@ import keras
 import tensorflow as tf
 
 from active_keras import callbacks as callbacks_lib
-from active_keras import checkpointing, distribute, flops, replay, report, selection_log
+from active_keras import distribute, flops, loop, replay, report, selection_log
 from active_keras import reference_losses as reference_losses_lib
 from active_keras.active_learner import ActiveLearner
 from active_keras.selection import policies
@@ -73,6 +74,74 @@ def make_optimizer(
     raise ValueError(f"Unknown optimizer {name!r}; use adam, adamw or sgd.")
 
 
+def reference_checkpoints(path):
+    """The checkpoint folder of the reference trained into `path`: beside it, `<name>.checkpoints`.
+
+    Beside the file, not in a run's model_dir: the reference belongs to its
+    path (runs share it), and its `.keras` file is never copied into a
+    learner's checkpoints. A killed pre-training resumes from there.
+    """
+    return f"{os.path.splitext(path)[0]}.checkpoints"
+
+
+class ReferenceTraining(loop.Loop):
+    """The reference's pre-training: plain `fit` on `split`, saved atomically to `path`."""
+
+    def __init__(
+        self,
+        task,
+        path,
+        *,
+        num_steps,
+        batch_size,
+        learning_rate,
+        split,
+        seed,
+        jit_compile,
+        checkpoint_every,
+    ):
+        keras.utils.set_random_seed(seed)
+        model = task.build_small(name="reference")
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate),
+            loss=task.loss(),
+            metrics=task.metrics(),
+            jit_compile=jit_compile,
+        )
+        facts = {"role": "reference", "split": split, "batch_size": batch_size, "seed": seed}
+        # One Keras epoch: no evaluation on the way.
+        schedule = loop.Schedule(num_steps, num_steps, checkpoint_every, verbose=0)
+        facts.update(_optimizer_facts(model.optimizer))
+        super().__init__(model, reference_checkpoints(path), schedule, facts)
+        self.task, self.path, self.split = task, path, split
+        self.batch_size, self.seed = batch_size, seed
+
+    def dataset(self, start_step):
+        ds = self.task.dataset(
+            self.split,
+            self.batch_size,
+            shuffle=True,
+            repeat=True,
+            seed=self.seed,
+            start_batch=start_step,
+        )
+        return ds.map(lambda x, y, meta: (x, y))
+
+    def save(self):
+        folder, name = os.path.split(os.path.abspath(self.path))
+        os.makedirs(folder, exist_ok=True)
+        partial = os.path.join(folder, f".partial-{os.getpid()}-{name}")
+        self.model.save(partial)
+        os.replace(partial, self.path)  # Atomic: a killed run never leaves a half-written file.
+        metric = self.task.primary_metric
+        loss = f", train loss {self.logs['loss']:.4f}" if "loss" in self.logs else ""
+        print(
+            f"reference: {metric} {self.task.evaluate(self.model)[metric]:.4f}{loss}, "
+            f"saved to {self.path}",
+            flush=True,
+        )
+
+
 @gin.configurable
 def train_reference(
     task,
@@ -83,42 +152,31 @@ def train_reference(
     split="heldout",
     seed=0,
     jit_compile=True,
+    checkpoint_every=250,
 ):
     """Trains the small reference model on `split` (clean held-out data) and saves it.
+
+    Checkpoints every `checkpoint_every` steps (and at the end) go to
+    `reference_checkpoints(path)`; training it again after a kill resumes from
+    the latest.
 
     Returns:
         The trained model; its file is `path`.
     """
-    keras.utils.set_random_seed(seed)
-    model = task.build_small(name="reference")
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss=task.loss(),
-        metrics=task.metrics(),
-        jit_compile=jit_compile,
-    )
-    ds = task.dataset(split, batch_size, shuffle=True, repeat=True, seed=seed)
-    ds = ds.map(lambda x, y, meta: (x, y))
     print(f"reference: training the small model for {num_steps} steps on {split!r}", flush=True)
-    history = model.fit(
-        ds,
-        steps_per_epoch=num_steps,
-        epochs=1,
-        shuffle=False,  # The dataset is shuffled already.
-        verbose=0,
-        callbacks=[callbacks_lib.StopOnNaN()],
+    training = ReferenceTraining(
+        task,
+        path,
+        num_steps=num_steps,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        split=split,
+        seed=seed,
+        jit_compile=jit_compile,
+        checkpoint_every=checkpoint_every,
     )
-    folder, name = os.path.split(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    partial = os.path.join(folder, f".partial-{os.getpid()}-{name}")
-    model.save(partial)
-    os.replace(partial, path)  # Atomic: a killed run never leaves a half-written reference.
-    print(
-        f"reference: {task.primary_metric} {task.evaluate(model)[task.primary_metric]:.4f}, "
-        f"train loss {history.history['loss'][-1]:.4f}, saved to {path}",
-        flush=True,
-    )
-    return model
+    training.run()
+    return training.model
 
 
 @gin.configurable(denylist=["task", "path"])
@@ -147,6 +205,8 @@ def load_or_train_reference(task, path, retrain_mismatched=False):
                 task.check_model(model, f"reference ({path})")
             except ValueError as e:
                 print(f"reference: {e} Retraining it.", flush=True)
+                # Its checkpoints, if any, are of the mismatched model.
+                shutil.rmtree(reference_checkpoints(path), ignore_errors=True)
                 model = train_reference(task, path)
     else:
         if not path:
@@ -250,7 +310,7 @@ def run(
             `model_dir/replay` (`active_keras.replay`; one device only).
         replay_from: A recorded run's model_dir: train the learner with plain
             `fit` on that run's selected sub-batches, in order (no scoring;
-            `replay.train_replay`). The data set-up must match the recorded run's.
+            `replay.ReplayRun`). The data set-up must match the recorded run's.
         reference_losses: `'auto'` to score the training set once with the
             frozen reference and look its losses up by example id in every
             step (cached beside `reference_path`; `active_keras.reference_losses`),
@@ -268,21 +328,18 @@ def run(
         return []
     if mode != "train":
         raise ValueError(f"Unknown mode {mode!r}; use train or reference.")
-    if num_steps % eval_every:
-        raise ValueError(f"num_steps={num_steps} must be a multiple of eval_every={eval_every}.")
+    loop.check_steps(num_steps, eval_every)
     if replay_from:
         write_operative_config(model_dir)
-        return replay.train_replay(
+        return replay.ReplayRun(
             model_dir,
             task,
             replay_from,
             optimizer_fn,
-            eval_every,
-            num_steps=num_steps,
+            loop.Schedule(num_steps, eval_every, checkpoint_every, verbose),
             jit_compile=jit_compile,
             seed=seed,
-            verbose=_fit_verbosity(verbose),
-        )
+        ).run()
     policy = policies.get(policy)
     if deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -312,11 +369,6 @@ def run(
             record_selections=record_selections,
             reference_losses=reference_losses,
         )
-
-
-def _fit_verbosity(verbose):
-    """Keras's progress bar only for `run.verbose = 1`; else the evaluation line is the progress."""
-    return 1 if verbose == 1 else 0
 
 
 def _reference_pretraining_flops(ledger, online_reference):
@@ -372,8 +424,6 @@ def _train(
     reference_losses,
 ):
     """The learner run of `run()`, inside the strategy's scope when there is one."""
-    # Under multi-worker training every worker runs this; only the chief writes shared files.
-    chief = dist is None or dist.extended.should_checkpoint
     needs_reference = "reference" in policy.requires or online_reference
     if online_reference:
         reference = task.build_small(name="reference")
@@ -433,67 +483,109 @@ def _train(
         "reference_losses": "precomputed" if reference_losses else "computed each step",
         "seed": seed,
     }
-    checkpointer = checkpointing.Checkpointer(
-        os.path.join(model_dir, "checkpoints"),
+    return ActiveRun(
         model,
-        every=checkpoint_every or eval_every,
-        total_steps=num_steps,
-        facts=facts,
-        element_spec=checkpointing.train_dataset(task, super_batch_size, seed, 0).element_spec,
-    )
-    start, curve = checkpointer.restore()  # (0, []) unless resuming.
-    curve_logger = callbacks_lib.CurveLogger(
+        model_dir,
         task,
+        dist,
+        schedule=loop.Schedule(num_steps, eval_every, checkpoint_every, verbose),
+        ledger=ledger,
+        facts=facts,
+        super_batch_size=super_batch_size,
+        seed=seed,
+        selection_log_every=selection_log_every,
+        record_selections=record_selections,
+        write_report=write_report,
+    ).run()
+
+
+class ActiveRun(loop.Loop):
+    """The learner run: an `ActiveLearner` on the task's training super-batches.
+
+    Adds to the loop the evaluated curve (`metrics.json`), TensorBoard logs,
+    the selection log and the replay record, and saves the learner and the
+    report at the end. Under multi-worker training every worker runs it; only
+    the chief writes shared files.
+    """
+
+    def __init__(
+        self,
+        model,
+        model_dir,
+        task,
+        dist,
+        *,
+        schedule,
         ledger,
-        eval_every,
-        os.path.join(model_dir, "metrics.json"),
-        summary_dir=os.path.join(model_dir, "tb", "eval"),
-        curve=curve,
-        extra=facts,
-        initial_step=start,
-        total_steps=num_steps,
-        print_progress=verbose > 0,
-    )
-    checkpointer.track_curve(lambda: curve_logger.curve)
-    write_operative_config(model_dir)
-    callbacks = [
-        callbacks_lib.StopOnNaN(initial_step=start),  # First: a NaN step is never checkpointed.
-        curve_logger,
-        checkpointer,  # After the logger: a checkpoint holds its step's evaluation.
-        keras.callbacks.TensorBoard(os.path.join(model_dir, "tb"), write_graph=False),
-    ]
-    if selection_log_every != 0:
-        log_dir = os.path.join(model_dir, "selection_log")
-        every = selection_log_every or eval_every
-        callbacks.append(selection_log.SelectionLogger(task, log_dir, every))
-    if record_selections and dist is None:
-        callbacks.append(replay.ReplayRecorder(os.path.join(model_dir, replay.FOLDER)))
-    segments = checkpointing.segments(start, num_steps, eval_every)
-    for segment in segments:
+        facts,
+        super_batch_size,
+        seed,
+        selection_log_every,
+        record_selections,
+        write_report,
+    ):
+        super().__init__(model, os.path.join(model_dir, "checkpoints"), schedule, facts)
+        self.model_dir, self.task, self.dist, self.ledger = model_dir, task, dist, ledger
+        self.super_batch_size, self.seed = super_batch_size, seed
+        self.selection_log_every = selection_log_every
+        self.record_selections = record_selections
+        self.write_report = write_report
 
-        def data(start=segment.start_step):
-            return checkpointing.train_dataset(task, super_batch_size, seed, start)
+    def dataset(self, start_step):
+        return loop.train_dataset(self.task, self.super_batch_size, self.seed, start_step)
 
-        model.fit(
-            distribute.shard_global_batches(dist, data, super_batch_size) if dist else data(),
-            initial_epoch=segment.initial_epoch,
-            epochs=segment.epochs,
-            steps_per_epoch=segment.steps_per_epoch,
-            shuffle=False,  # The dataset is shuffled already.
-            verbose=_fit_verbosity(verbose),
-            callbacks=callbacks,
+    def fit_data(self, start_step):
+        if self.dist is None:
+            return self.dataset(start_step)
+        return distribute.shard_global_batches(
+            self.dist, lambda: self.dataset(start_step), self.super_batch_size
         )
-    if not segments:
-        curve_logger.write()  # Finished before: rewrite the outputs from the last checkpoint.
-    if not chief:
-        task_id = dist.cluster_resolver.task_id
-        learner.save(os.path.join(model_dir, f"learner.worker{task_id}.keras"))
-        return curve_logger.curve
-    learner.save(os.path.join(model_dir, "learner.keras"))
-    write_operative_config(model_dir)
-    if write_report:
-        try:
-            print(f"report: {report.write_report(model_dir)}", flush=True)
-        except Exception as e:  # noqa: BLE001 - the trained run is saved; a figure must not fail it.
-            print(f"warning: the report could not be written: {e!r}", file=sys.stderr, flush=True)
-    return curve_logger.curve
+
+    def state(self):
+        return self.model.checkpointable_state()
+
+    def curve_logger(self, curve):
+        logger = callbacks_lib.CurveLogger(
+            self.task,
+            self.ledger,
+            self.eval_every,
+            os.path.join(self.model_dir, "metrics.json"),
+            summary_dir=os.path.join(self.model_dir, "tb", "eval"),
+            curve=curve,
+            extra=self.facts,
+            total_steps=self.num_steps,
+            print_progress=self.verbose > 0,
+        )
+        return logger
+
+    def started(self, start_step):
+        write_operative_config(self.model_dir)
+
+    def more_callbacks(self):
+        callbacks = [
+            keras.callbacks.TensorBoard(os.path.join(self.model_dir, "tb"), write_graph=False)
+        ]
+        if self.selection_log_every != 0:
+            log_dir = os.path.join(self.model_dir, "selection_log")
+            every = self.selection_log_every or self.eval_every
+            callbacks.append(selection_log.SelectionLogger(self.task, log_dir, every))
+        if self.record_selections and self.dist is None:
+            folder = os.path.join(self.model_dir, replay.FOLDER)
+            callbacks.append(replay.ReplayRecorder(folder))
+        return callbacks
+
+    def save(self):
+        learner = self.model.learner
+        if not (self.dist is None or self.dist.extended.should_checkpoint):  # Not the chief.
+            task_id = self.dist.cluster_resolver.task_id
+            learner.save(os.path.join(self.model_dir, f"learner.worker{task_id}.keras"))
+            return
+        learner.save(os.path.join(self.model_dir, "learner.keras"))
+        write_operative_config(self.model_dir)
+        if self.write_report:
+            try:
+                print(f"report: {report.write_report(self.model_dir)}", flush=True)
+            except Exception as e:  # noqa: BLE001 - the trained run is saved; a figure must not fail it.
+                print(
+                    f"warning: the report could not be written: {e!r}", file=sys.stderr, flush=True
+                )
