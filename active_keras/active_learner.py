@@ -345,19 +345,19 @@ class ActiveLearner(replicas.MultiWorkerBuild, keras.Model):
         self._fit_super_batch_size = None
         if super_batch_size is not None:
             self.sub_batch_size(super_batch_size)  # Fails early on b == 0 or b == B.
-        needs = set(self.policy.requires)
+        # Which models exist: the policy's answer (`Policy.models`), asked only here.
+        self.model_set = self.policy.models(online_reference)
         if online_reference and reference_losses is not None:
             raise ValueError(
                 "reference_losses are losses of a frozen reference; an online reference changes "
                 "every step. Use one or the other."
             )
-        if ("reference" in needs and reference_losses is None or online_reference) and (
-            reference is None
-        ):
+        looked_up = self.model_set.frozen_reference and reference_losses is not None
+        if self.model_set.reference and not looked_up and reference is None:
             raise ValueError(
                 f"Policy {self.policy.name!r} needs a reference model: pass reference=."
             )
-        if "actor" in needs and actor is None:
+        if self.model_set.actor and actor is None:
             if reference is None:
                 raise ValueError(f"Policy {self.policy.name!r} needs an actor: pass actor=.")
             actor = _fresh_copy(reference)
@@ -445,7 +445,7 @@ class ActiveLearner(replicas.MultiWorkerBuild, keras.Model):
             table: float32 vector of the frozen reference's per-example loss,
                 indexed by example id (ids absent from the data may hold NaN).
         """
-        if "reference" not in self.policy.requires:
+        if not self.model_set.frozen_reference:
             raise ValueError(
                 f"Policy {self.policy.name!r} does not read reference losses; "
                 "reference_losses would not be used."
@@ -653,8 +653,9 @@ class ActiveLearner(replicas.MultiWorkerBuild, keras.Model):
             looked_up["reference"] = int(np.isfinite(self.reference_loss_table).sum())
         return {
             "scored_by": scored_by,
+            # An actor given without a policy that reads it still trains (and costs).
             "trained_on_sub_batch": ("learner",) + (("actor",) if self.actor is not None else ()),
-            "trained_on_super_batch": ("reference",) if self.online_reference else (),
+            "trained_on_super_batch": ("reference",) if self.model_set.online_reference else (),
             "looked_up": looked_up,
         }
 

@@ -91,7 +91,6 @@ class ReferenceTraining(loop.Loop):
         self,
         task,
         path,
-        *,
         num_steps,
         batch_size,
         learning_rate,
@@ -165,15 +164,7 @@ def train_reference(
     """
     print(f"reference: training the small model for {num_steps} steps on {split!r}", flush=True)
     training = ReferenceTraining(
-        task,
-        path,
-        num_steps=num_steps,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        split=split,
-        seed=seed,
-        jit_compile=jit_compile,
-        checkpoint_every=checkpoint_every,
+        task, path, num_steps, batch_size, learning_rate, split, seed, jit_compile, checkpoint_every
     )
     training.run()
     return training.model
@@ -238,20 +229,95 @@ def write_operative_config(model_dir):
     os.replace(tmp, path)
 
 
+# The selection knobs of a run: `ActiveLearner.*` bindings (they were `run.*` ones).
+SELECTION_KNOBS = (
+    "policy",
+    "selection",
+    "keep_fraction",
+    "temperature",
+    "online_reference",
+    "selection_scope",
+)
+
+
+@gin.configurable("ActiveLearner", allowlist=[*SELECTION_KNOBS, "jit_scoring"])
+def build_active_learner(
+    task,
+    reference_path,
+    *,
+    super_batch_size,
+    seed,
+    policy="learnability",
+    selection="sample",
+    keep_fraction=0.5,
+    temperature=1.0,
+    online_reference=False,
+    selection_scope="global",
+    jit_scoring="auto",
+):
+    """The run's `ActiveLearner` with the models its policy needs; gin binds it as `ActiveLearner`.
+
+    The selection knobs are `ActiveLearner.*` bindings (`gin/classact.gin`);
+    `active_learner.py` itself knows nothing of gin. The policy is resolved
+    here, once, and decides which models exist (`Policy.models`): a reference
+    (trained online, or loaded from `reference_path`, trained there first if
+    missing) and an actor. The defaults are the paper's runs' (sampling,
+    global selection across replicas), where the class's are `"topk"` and
+    `"local"`.
+
+    Args:
+        task: The run's task (builds the models).
+        reference_path: The frozen reference's `.keras` file (`run.reference_path`).
+        super_batch_size: `B` (`run.super_batch_size`: the data stream's too).
+        seed: Seed of the weights and the sampling (`run.seed`).
+        policy: Scoring policy name (see `active_keras.selection.policies`).
+        selection: "topk", "sample" or "joint".
+        keep_fraction: b / B.
+        temperature: Sampling temperature.
+        online_reference: Train the reference online (ClassAct-Online).
+        selection_scope: "global" or "local" selection across replicas.
+        jit_scoring: As for `ActiveLearner`.
+
+    Returns:
+        The `ActiveLearner`, not compiled.
+    """
+    policy = policies.get(policy)
+    needed = policy.models(online_reference)
+    if needed.online_reference:
+        reference = task.build_small(name="reference")
+    elif needed.reference:
+        reference = load_or_train_reference(task, reference_path)
+    else:
+        reference = None
+    keras.utils.set_random_seed(seed)
+    learner = task.build_learner()
+    actor = task.build_small(name="actor") if needed.actor else None
+    return ActiveLearner(
+        learner,
+        reference=reference,
+        actor=actor,
+        policy=policy,
+        selection=selection,
+        keep_fraction=keep_fraction,
+        temperature=temperature,
+        super_batch_size=super_batch_size,
+        online_reference=online_reference,
+        example_loss=task.example_loss,
+        selection_scope=selection_scope,
+        seed=seed,
+        jit_scoring=jit_scoring,
+    )
+
+
 @gin.configurable(denylist=["model_dir"])
 def run(
     model_dir,
     task=gin.REQUIRED,
     mode="train",
-    policy="learnability",
-    selection="sample",
-    keep_fraction=0.5,
-    temperature=1.0,
     super_batch_size=128,
     num_steps=3000,
     eval_every=250,
     reference_path=None,
-    online_reference=False,
     optimizer_fn=make_optimizer,
     jit_compile=True,
     seed=0,
@@ -261,7 +327,6 @@ def run(
     selection_log_every=None,
     write_report=True,
     strategy="one_device",
-    selection_scope="global",
     record_selections=True,
     replay_from=None,
     reference_losses=None,
@@ -270,21 +335,18 @@ def run(
 
     The learner run writes into `model_dir`: `metrics.json` (the evaluated
     curve with the FLOP ledger), `operative_config.gin`, TensorBoard logs in
-    `tb/`, and the trained learner as `learner.keras`.
+    `tb/`, and the trained learner as `learner.keras`. Its `ActiveLearner`
+    (policy, selection, keep fraction, ...) is configured as `ActiveLearner.*`
+    (`build_active_learner`); `run` holds the run's own concerns.
 
     Args:
         model_dir: Output directory.
         task: The task (for example `@ClassificationTask()`).
         mode: "train" or "reference".
-        policy: Scoring policy name (see `active_keras.selection.policies`).
-        selection: "topk" or "sample".
-        keep_fraction: b / B.
-        temperature: Sampling temperature.
         super_batch_size: B.
         num_steps: Learner updates.
         eval_every: Steps between evaluations (a multiple-of-steps epoch).
         reference_path: `.keras` file of the reference; trained if missing.
-        online_reference: Train the reference online (ClassAct-Online).
         optimizer_fn: Makes the learner's optimizer (the actor's is a copy).
         jit_compile: XLA-compile the train step (one device).
         seed: Seed of weights, data order and sampling.
@@ -294,7 +356,7 @@ def run(
             (which Keras calls an epoch), 0 nothing.
         checkpoint_every: Steps between checkpoints in `model_dir/checkpoints`
             (default `eval_every`); one is also taken at the end. Rerunning the
-            same command resumes from the latest (`active_keras.checkpointing`).
+            same command resumes from the latest (`active_keras.loop`).
         deterministic: `tf.config.experimental.enable_op_determinism()`: the
             same seed then gives the same run on GPUs too (slower; CPU runs
             are repeatable without it).
@@ -305,7 +367,6 @@ def run(
         strategy: "one_device" (no tf.distribute scope, so the whole step can be
             XLA-compiled), "mirrored", "multi_worker_mirrored" or "tpu"
             (`distribute.make_strategy`; bind `make_strategy.tpu_address`).
-        selection_scope: "global" or "local" selection across replicas.
         record_selections: Record the example ids selected at every step in
             `model_dir/replay` (`active_keras.replay`; one device only).
         replay_from: A recorded run's model_dir: train the learner with plain
@@ -328,52 +389,56 @@ def run(
         return []
     if mode != "train":
         raise ValueError(f"Unknown mode {mode!r}; use train or reference.")
-    loop.check_steps(num_steps, eval_every)
+    schedule = loop.Schedule(num_steps, eval_every, checkpoint_every, verbose)
     if replay_from:
         write_operative_config(model_dir)
         return replay.ReplayRun(
-            model_dir,
-            task,
-            replay_from,
-            optimizer_fn,
-            loop.Schedule(num_steps, eval_every, checkpoint_every, verbose),
-            jit_compile=jit_compile,
-            seed=seed,
+            model_dir, task, replay_from, optimizer_fn, schedule, jit_compile=jit_compile, seed=seed
         ).run()
-    policy = policies.get(policy)
     if deterministic:
         tf.config.experimental.enable_op_determinism()
     dist = None if strategy == "one_device" else distribute.make_strategy(strategy)
     with dist.scope() if dist else contextlib.nullcontext():
-        return _train(
+        model = build_active_learner(
+            task, reference_path, super_batch_size=super_batch_size, seed=seed
+        )
+        model.compile(
+            optimizer=optimizer_fn(num_steps=num_steps),
+            loss=task.loss(),
+            metrics=task.metrics(),
+            jit_compile=jit_compile,
+        )
+        if reference_losses:
+            _use_reference_losses(model, task, reference_losses, reference_path)
+        return ActiveRun(
+            model,
             model_dir,
             task,
-            policy,
             dist,
-            selection=selection,
-            keep_fraction=keep_fraction,
-            temperature=temperature,
-            super_batch_size=super_batch_size,
-            num_steps=num_steps,
-            eval_every=eval_every,
-            reference_path=reference_path,
-            online_reference=online_reference,
-            optimizer_fn=optimizer_fn,
-            jit_compile=jit_compile,
+            schedule,
             seed=seed,
-            verbose=verbose,
-            checkpoint_every=checkpoint_every,
             selection_log_every=selection_log_every,
-            write_report=write_report,
-            selection_scope=selection_scope,
             record_selections=record_selections,
-            reference_losses=reference_losses,
+            write_report=write_report,
+        ).run()
+
+
+def _use_reference_losses(model, task, setting, reference_path):
+    """Scores with the frozen reference's precomputed losses (`run.reference_losses`)."""
+    if not model.model_set.frozen_reference:
+        raise ValueError(
+            f"run.reference_losses = {setting!r} needs a policy that reads a frozen reference "
+            f"(ActiveLearner.policy = {model.policy.name!r}, ActiveLearner.online_reference = "
+            f"{model.online_reference})."
         )
+    model.use_reference_losses(
+        reference_losses_lib.load_or_compute(setting, model, task, reference_path)
+    )
 
 
-def _reference_pretraining_flops(ledger, online_reference):
+def _reference_pretraining_flops(ledger, model_set):
     """3 forward passes per example of `train_reference`'s configured steps and batch size."""
-    if "reference" not in ledger.flops or online_reference:
+    if not model_set.frozen_reference:
         return 0
     return 3 * ledger.flops["reference"] * _configured("num_steps") * _configured("batch_size")
 
@@ -398,114 +463,14 @@ def _optimizer_facts(optimizer):
     }
 
 
-def _train(
-    model_dir,
-    task,
-    policy,
-    dist,
-    *,
-    selection,
-    keep_fraction,
-    temperature,
-    super_batch_size,
-    num_steps,
-    eval_every,
-    reference_path,
-    online_reference,
-    optimizer_fn,
-    jit_compile,
-    seed,
-    verbose,
-    checkpoint_every,
-    selection_log_every,
-    write_report,
-    selection_scope,
-    record_selections,
-    reference_losses,
-):
-    """The learner run of `run()`, inside the strategy's scope when there is one."""
-    needs_reference = "reference" in policy.requires or online_reference
-    if online_reference:
-        reference = task.build_small(name="reference")
-    elif needs_reference:
-        reference = load_or_train_reference(task, reference_path)
-    else:
-        reference = None
-    keras.utils.set_random_seed(seed)
-    learner = task.build_learner()
-    actor = task.build_small(name="actor") if "actor" in policy.requires else None
-    model = ActiveLearner(
-        learner,
-        reference=reference,
-        actor=actor,
-        policy=policy,
-        selection=selection,
-        keep_fraction=keep_fraction,
-        temperature=temperature,
-        super_batch_size=super_batch_size,
-        online_reference=online_reference,
-        example_loss=task.example_loss,
-        selection_scope=selection_scope,
-        seed=seed,
-    )
-    model.compile(
-        optimizer=optimizer_fn(num_steps=num_steps),
-        loss=task.loss(),
-        metrics=task.metrics(),
-        jit_compile=jit_compile,
-    )
-    if reference_losses:
-        if "reference" not in policy.requires or online_reference:
-            raise ValueError(
-                f"run.reference_losses = {reference_losses!r} needs a policy that reads a frozen "
-                f"reference (policy {policy.name!r}, online_reference={online_reference})."
-            )
-        model.use_reference_losses(
-            reference_losses_lib.load_or_compute(reference_losses, model, task, reference_path)
-        )
-    ledger = flops.FlopLedger.for_learner(model, super_batch_size)
-    facts = {
-        "policy": policy.name,
-        "selection": selection,
-        "keep_fraction": keep_fraction,
-        "temperature": temperature,
-        "super_batch_size": super_batch_size,
-        "sub_batch_size": ledger.sub_batch_size,
-        "forward_flops_per_example": ledger.flops,
-        "predicted_step_cost_vs_uniform": ledger.overhead(),
-        "one_time_flops": ledger.one_time,
-        # Beside the ledger, not in it: what training this reference costs, as configured now.
-        "reference_pretraining_flops": _reference_pretraining_flops(ledger, online_reference),
-        # Resuming under another optimizer or learning-rate schedule would silently change the
-        # run: the checkpointer refuses it, naming the value (a cosine schedule includes its
-        # budget; a constant learning rate lets a larger num_steps extend a finished run).
-        **_optimizer_facts(model.optimizer),
-        "reference_losses": "precomputed" if reference_losses else "computed each step",
-        "seed": seed,
-    }
-    return ActiveRun(
-        model,
-        model_dir,
-        task,
-        dist,
-        schedule=loop.Schedule(num_steps, eval_every, checkpoint_every, verbose),
-        ledger=ledger,
-        facts=facts,
-        super_batch_size=super_batch_size,
-        seed=seed,
-        selection_log_every=selection_log_every,
-        record_selections=record_selections,
-        write_report=write_report,
-    ).run()
-
-
 class ActiveRun(loop.Loop):
-    """The learner run: an `ActiveLearner` on the task's training super-batches.
+    """The learner run: a compiled `ActiveLearner` on the task's training super-batches.
 
-    Adds to the loop the evaluated curve (`metrics.json`), TensorBoard logs,
-    the selection log and the replay record, and saves the learner and the
-    report at the end. Under multi-worker training every worker runs it; only
-    the chief writes shared files.
+    Adds to the loop the evaluated curve (`metrics.json`, with the FLOP ledger
+    and the run's facts), TensorBoard logs, the selection log and the replay
+    record, and saves the learner and the report at the end. Under
+    multi-worker training every worker runs it; only the chief writes shared
+    files.
     """
 
     def __init__(
@@ -514,16 +479,35 @@ class ActiveRun(loop.Loop):
         model_dir,
         task,
         dist,
-        *,
         schedule,
-        ledger,
-        facts,
-        super_batch_size,
+        *,
         seed,
         selection_log_every,
         record_selections,
         write_report,
     ):
+        super_batch_size = model.super_batch_size
+        ledger = flops.FlopLedger.for_learner(model, super_batch_size)
+        precomputed = model.reference_loss_table is not None
+        facts = {
+            "policy": model.policy.name,
+            "selection": model.selection,
+            "keep_fraction": model.keep_fraction,
+            "temperature": model.temperature,
+            "super_batch_size": super_batch_size,
+            "sub_batch_size": ledger.sub_batch_size,
+            "forward_flops_per_example": ledger.flops,
+            "predicted_step_cost_vs_uniform": ledger.overhead(),
+            "one_time_flops": ledger.one_time,
+            # Beside the ledger, not in it: what training this reference costs, as configured now.
+            "reference_pretraining_flops": _reference_pretraining_flops(ledger, model.model_set),
+            # Resuming under another optimizer or learning-rate schedule would silently change
+            # the run: the checkpointer refuses it, naming the value (a cosine schedule includes
+            # its budget; a constant learning rate lets a larger num_steps extend a finished run).
+            **_optimizer_facts(model.optimizer),
+            "reference_losses": "precomputed" if precomputed else "computed each step",
+            "seed": seed,
+        }
         super().__init__(model, os.path.join(model_dir, "checkpoints"), schedule, facts)
         self.model_dir, self.task, self.dist, self.ledger = model_dir, task, dist, ledger
         self.super_batch_size, self.seed = super_batch_size, seed

@@ -197,7 +197,9 @@ class ReliabilityTest(tf.test.TestCase):
         try:
             with self.assertRaisesRegex(ValueError, "'learnabilty'.*learnability"):
                 main_lib.run_config(
-                    gin_files, TINY + ["run.policy = 'learnabilty'"], os.path.join(tmp_dir, "run")
+                    gin_files,
+                    TINY + ["ActiveLearner.policy = 'learnabilty'"],
+                    os.path.join(tmp_dir, "run"),
                 )
         finally:
             gin.clear_config()

@@ -192,7 +192,7 @@ class AccuracyPlotTest(tf.test.TestCase):
 
     def test_runs_differing_only_in_seed_are_one_group(self):
         def run(name, policy, seed):
-            config = f"run.policy = '{policy}'\nrun.seed = {seed}\nrun.num_steps = 12\n"
+            config = f"ActiveLearner.policy = '{policy}'\nrun.seed = {seed}\nrun.num_steps = 12\n"
             return {"name": name, "facts": {"policy": policy, "seed": seed}, "config": config}
 
         runs = [run("a0", "learnability", 0), run("u0", "uniform", 0), run("a1", "learnability", 1)]

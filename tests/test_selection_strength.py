@@ -28,9 +28,9 @@ B, K = 128, 64
 
 
 def shipped(name):
-    """A `run.<name>` number bound in gin/activeclip.gin."""
+    """An `ActiveLearner.<name>` number bound in gin/activeclip.gin."""
     with open(os.path.join(ROOT, "gin", "activeclip.gin")) as f:
-        return float(re.search(rf"^run\.{name} = (\S+)$", f.read(), re.M).group(1))
+        return float(re.search(rf"^ActiveLearner\.{name} = (\S+)$", f.read(), re.M).group(1))
 
 
 def top_half_share(score_std, temperature, draws=300, seed=0):

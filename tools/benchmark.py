@@ -147,8 +147,8 @@ def _classact_suite(smoke, reference_path):
             for seed in seeds:
                 for budget in budgets:
                     bindings = data + [
-                        f"run.policy = '{policy}'",
-                        f"run.keep_fraction = {keep}",
+                        f"ActiveLearner.policy = '{policy}'",
+                        f"ActiveLearner.keep_fraction = {keep}",
                         f"run.super_batch_size = {round(SUB_BATCH / keep)}",
                         f"run.seed = {seed}",
                         f"run.num_steps = {budget}",
@@ -199,7 +199,10 @@ def _classact_constant_lr_suite():
             ]
         )
         if policy:
-            bindings += [f"run.policy = '{policy}'", f"run.selection = '{selection}'"]
+            bindings += [
+                f"ActiveLearner.policy = '{policy}'",
+                f"ActiveLearner.selection = '{selection}'",
+            ]
         return Run(
             f"{group}/{name}_lr{lr}",
             [gin_file],
@@ -315,7 +318,7 @@ def _activeclip_suite(smoke, reference_path):
                 bindings = [
                     f"ClipTask.vocab_dir = '{vocab}'",
                     "run.super_batch_size = 128",
-                    "run.keep_fraction = 0.5",
+                    "ActiveLearner.keep_fraction = 0.5",
                     f"run.seed = {seed}",
                     f"run.num_steps = {budget}",
                     f"run.eval_every = {budget // EVALS_PER_RUN}",
@@ -327,9 +330,12 @@ def _activeclip_suite(smoke, reference_path):
                     f"run.reference_path = '{reference_path}'",
                 ]
                 if selection:
-                    bindings += ["run.policy = 'learnability'", f"run.selection = '{selection}'"]
+                    bindings += [
+                        "ActiveLearner.policy = 'learnability'",
+                        f"ActiveLearner.selection = '{selection}'",
+                    ]
                 if temperature is not None:
-                    bindings.append(f"run.temperature = {temperature}")
+                    bindings.append(f"ActiveLearner.temperature = {temperature}")
                 if selection == "sample":
                     # Per-pair scores of a frozen reference on fixed data: looked up.
                     bindings.append("run.reference_losses = 'auto'")
