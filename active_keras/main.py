@@ -130,7 +130,7 @@ def main(argv):
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * FLAGS.logical_cpus
         )
-    from active_keras import speedup
+    from active_keras.analysis import speedup
     from active_keras.tasks import base
 
     try:
@@ -167,7 +167,7 @@ def main(argv):
                 'selection pay?" table has speed-ups over 3 seeds against a tuned, decayed '
                 "uniform baseline: benchmarks/results/classact.json.)"
             )
-            from active_keras import report
+            from active_keras.analysis import report
 
             # The run's report again, now with the baseline's curves beside it.
             print(f"report: {report.write_report(model_dir, compare=[baseline_dir])}")
@@ -177,7 +177,7 @@ def main(argv):
     except Exception as e:
         if not _lost_peer(e):
             raise
-        from active_keras import peers
+        from active_keras.training import peers
 
         # TF's message starts "Graph execution error:"; the cause is on a later line.
         lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]

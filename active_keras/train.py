@@ -3,13 +3,20 @@
 Everything is configured with gin (see `gin/classact.gin`); `active_keras.main`
 is the command line around `run()`.
 
+- `run` (`run.*`): the run's own concerns (task, mode, sizes, steps and
+  evaluation cadence, seed, strategy, paths, outputs).
+- `build_active_learner` (`ActiveLearner.*`): the selection knobs; resolves the
+  policy once and builds the models it needs (`Policy.models`).
+- `ActiveRun`, `ReferenceTraining` (`train_reference.*`): variants of the one
+  training loop (`training/loop.py`), as is `training.replay.ReplayRun`.
+
 Example:
 
 ```python
 import gin
 from active_keras import train
 
-gin.parse_config_files_and_bindings(["gin/classact.gin"], ["train.num_steps = 100"])
+gin.parse_config_files_and_bindings(["gin/classact.gin"], ["run.num_steps = 100"])
 curve = train.run("/tmp/classact")
 ```
 """
@@ -26,11 +33,12 @@ import gin
 import keras
 import tensorflow as tf
 
-from active_keras import callbacks as callbacks_lib
-from active_keras import distribute, flops, loop, replay, report, selection_log
-from active_keras import reference_losses as reference_losses_lib
-from active_keras.active_learner import ActiveLearner
+from active_keras.analysis import flops, report, selection_log
 from active_keras.selection import policies
+from active_keras.selection import reference_losses as reference_losses_lib
+from active_keras.training import callbacks as callbacks_lib
+from active_keras.training import distribute, loop, replay
+from active_keras.training.active_learner import ActiveLearner
 
 
 @gin.configurable
@@ -201,7 +209,7 @@ def load_or_train_reference(task, path, retrain_mismatched=False):
                 model = train_reference(task, path)
     else:
         if not path:
-            raise ValueError("The policy needs a reference: bind train.reference_path.")
+            raise ValueError("The policy needs a reference: bind run.reference_path.")
         model = train_reference(task, path)
     task.check_model(model, f"reference ({path})")
     return model
@@ -356,25 +364,25 @@ def run(
             (which Keras calls an epoch), 0 nothing.
         checkpoint_every: Steps between checkpoints in `model_dir/checkpoints`
             (default `eval_every`); one is also taken at the end. Rerunning the
-            same command resumes from the latest (`active_keras.loop`).
+            same command resumes from the latest (`active_keras.training.loop`).
         deterministic: `tf.config.experimental.enable_op_determinism()`: the
             same seed then gives the same run on GPUs too (slower; CPU runs
             are repeatable without it).
         selection_log_every: Steps between records of `model_dir/selection_log`
-            (`active_keras.selection_log`; default `eval_every`, 0 for none).
+            (`active_keras.analysis.selection_log`; default `eval_every`, 0 for none).
         write_report: Render `model_dir/report/index.html` at the end
-            (`active_keras.report`).
+            (`active_keras.analysis.report`).
         strategy: "one_device" (no tf.distribute scope, so the whole step can be
             XLA-compiled), "mirrored", "multi_worker_mirrored" or "tpu"
             (`distribute.make_strategy`; bind `make_strategy.tpu_address`).
         record_selections: Record the example ids selected at every step in
-            `model_dir/replay` (`active_keras.replay`; one device only).
+            `model_dir/replay` (`active_keras.training.replay`; one device only).
         replay_from: A recorded run's model_dir: train the learner with plain
             `fit` on that run's selected sub-batches, in order (no scoring;
             `replay.ReplayRun`). The data set-up must match the recorded run's.
         reference_losses: `'auto'` to score the training set once with the
             frozen reference and look its losses up by example id in every
-            step (cached beside `reference_path`; `active_keras.reference_losses`),
+            step (cached beside `reference_path`; `active_keras.selection.reference_losses`),
             or the path of such a cache; `None` computes them every step.
             Selection is unchanged; the reference's per-step pass is saved.
 

@@ -22,9 +22,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from active_keras import callbacks as callbacks_lib
-from active_keras import loop, replay, train
 from active_keras import main as main_lib
+from active_keras import train
+from active_keras.training import callbacks as callbacks_lib
+from active_keras.training import loop, replay
 from tests.cli_helpers import ROOT, TINY, tiny_run
 
 BINDINGS = [*TINY, "run.write_report = False", "run.selection_log_every = 0", "run.verbose = 0"]

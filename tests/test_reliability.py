@@ -25,11 +25,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from active_keras import ActiveLearner, checkpointing, loop, train
+from active_keras import ActiveLearner, train
 from active_keras import main as main_lib
-from active_keras.callbacks import NonFiniteLossError, StopOnNaN
 from active_keras.data.classification import ImageClassificationData
 from active_keras.models import cnn
+from active_keras.training import checkpointing, loop
+from active_keras.training.callbacks import NonFiniteLossError, StopOnNaN
 from tests.cli_helpers import ROOT, TINY, cached, cmd, copy_of, env, run_or_raise, tiny_reference
 
 # 18 steps, evaluated every 6, checkpointed every 3: resuming from a checkpoint

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from active_keras import selection_log
+from active_keras.analysis import selection_log
 from active_keras.selection import selectors
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

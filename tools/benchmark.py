@@ -30,7 +30,7 @@ from absl import app, flags
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from active_keras import speedup  # noqa: E402
+from active_keras.analysis import speedup  # noqa: E402
 from tools import step_cost  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -537,7 +537,7 @@ def plot(results, path, metric="test_accuracy"):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from active_keras import report
+    from active_keras.analysis import report
 
     groups = list(results)
     fig, axes = plt.subplots(len(groups), 2, figsize=(13, 4.5 * len(groups)), squeeze=False)
@@ -619,7 +619,7 @@ def _execute_ladder(run, runs_dir, store, digest, reuse):
 
 
 def ladder_record(store, name, metrics=None):
-    """The summary record of one stored ladder run (see `active_keras.ladder.summarize`).
+    """The summary record of one stored ladder run (see `active_keras.analysis.ladder.summarize`).
 
     With `metrics`, the record also has `finals` and `peaks`: each metric's
     final and best value, and `final_accuracy` is the first metric's.
@@ -710,7 +710,7 @@ def _run_ladder(suite):
     # Only stored runs of exactly this configuration count (a stale one is listed as not run).
     done = [r for r in runs if _reusable(store, r, digests[r.name])]
     records = [ladder_record(store, r.name, suite.metrics) for r in done]
-    from active_keras import ladder
+    from active_keras.analysis import ladder
 
     if suite.metrics:
         summary = ladder.summarize_by_metric(records, suite.metrics)

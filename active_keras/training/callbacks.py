@@ -6,7 +6,7 @@
     0:02:10 elapsed, ETA 0:02:10
 
 A Keras "epoch" here is one evaluation interval of a single run: the training
-loop (`active_keras.loop`) calls `fit(verbose=0)` and leaves the progress to
+loop (`active_keras.training.loop`) calls `fit(verbose=0)` and leaves the progress to
 this line.
 
 Every callback of a run reads the step from one source, `step_of(model)`: the

@@ -20,7 +20,7 @@ Outputs in `--out_dir`: `scores.npz` (`example_id`, `score`, `label`,
 Example:
 
 ```
-python -m active_keras.curate --reference=runs/reference.keras --data=fashion_mnist \
+python -m active_keras.curation.curate --reference=runs/reference.keras --data=fashion_mnist \
     --label_noise=0.2 --keep_fraction=0.5 --out_dir=runs/curated
 python -m active_keras.main --gin_file=gin/uniform.gin --model_dir=runs/on_curated \
     --gin_bindings="ImageClassificationData.curated_dir = 'runs/curated'"

@@ -33,8 +33,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from active_keras import callbacks as callbacks_lib
-from active_keras import flops, loop
+from active_keras.analysis import flops
+from active_keras.training import callbacks as callbacks_lib
+from active_keras.training import loop
 
 FOLDER = "replay"
 
@@ -200,7 +201,7 @@ class ReplayRun(loop.Loop):
 
     Writes `metrics.json` (the same curve and FLOP ledger as `train.run`, with
     no scoring cost) and `learner.keras` into `model_dir`; checkpoints into
-    `model_dir/checkpoints`, from which a rerun resumes (`active_keras.loop`).
+    `model_dir/checkpoints`, from which a rerun resumes (`active_keras.training.loop`).
 
     Args:
         model_dir: Output folder.

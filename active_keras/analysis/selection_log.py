@@ -1,4 +1,4 @@
-"""Records what the selection does during training, for `active_keras.report`.
+"""Records what the selection does during training, for `active_keras.analysis.report`.
 
 Every `every` learner updates, `SelectionLogger` draws a few super-batches from
 its own stream of the training split, scores them with the model's current
@@ -40,7 +40,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from active_keras import callbacks as callbacks_lib
+from active_keras.training import callbacks as callbacks_lib
 
 RECORDS = "records.jsonl"
 

@@ -30,7 +30,7 @@ Under `MultiWorkerMirroredStrategy` every worker saves (the save is a
 collective step for the strategy); only the chief writes into the checkpoint
 folder, the others into a temporary folder they delete.
 
-The training loop (`active_keras.loop.Loop`) creates, restores and calls the
+The training loop (`active_keras.training.loop.Loop`) creates, restores and calls the
 `Checkpointer`; used alone:
 
 ```python
@@ -47,7 +47,7 @@ import shutil
 import keras
 import tensorflow as tf
 
-from active_keras import callbacks as callbacks_lib
+from active_keras.training import callbacks as callbacks_lib
 
 FACTS_FILE = "run_facts.json"
 

@@ -46,8 +46,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from active_keras import checkpointing, replicas
 from active_keras.selection import policies, selectors
+from active_keras.training import checkpointing, replicas
 
 METADATA_KEYS = ("sample_weight", "corrupted", "example_id")
 SELECTION_SCOPES = ("local", "global")
@@ -292,7 +292,7 @@ class ActiveLearner(replicas.MultiWorkerBuild, keras.Model):
             Keras turns XLA off for the step; `True` / `False`: always / never.
         reference_losses: Precomputed per-example losses of the frozen
             reference, a float32 vector indexed by `example_id` (see
-            `active_keras.reference_losses`). The step then looks each
+            `active_keras.selection.reference_losses`). The step then looks each
             example's reference loss up (`tf.gather`, XLA-compatible) instead of
             running the reference over the super-batch; every batch must carry
             `metadata["example_id"]`. Valid only when an example's reference
@@ -388,7 +388,7 @@ class ActiveLearner(replicas.MultiWorkerBuild, keras.Model):
         self.corrupted_tracker = keras.metrics.Mean(name="selected_corrupted")
         self._per_example_loss = None  # From compile()'s loss.
         if super_batch_size is not None:
-            # Ids of the last selected sub-batch, read by `active_keras.replay` (one device only).
+            # Ids of the last selected sub-batch, read by `training.replay` (one device only).
             self._untracked.selected_ids = tf.Variable(
                 tf.zeros([self.sub_batch_size(super_batch_size)], tf.int64),
                 trainable=False,
@@ -574,7 +574,7 @@ class ActiveLearner(replicas.MultiWorkerBuild, keras.Model):
             raise ValueError(
                 "A distributed dataset with bool tensors: Keras cannot reduce them across "
                 "replicas. Give label-noise marks ('corrupted') as int32 (the datasets of "
-                "active_keras.distribute do), or pass the tf.data.Dataset itself to fit()."
+                "active_keras.training.distribute do), or pass the tf.data.Dataset itself to fit()."
             )
         return data
 
@@ -975,7 +975,7 @@ class ActiveLearner(replicas.MultiWorkerBuild, keras.Model):
         if strategy.num_replicas_in_sync > 1:
             raise ValueError(
                 "Under a tf.distribute strategy every super-batch needs a static size: batch "
-                "the dataset with drop_remainder=True (see active_keras.distribute)."
+                "the dataset with drop_remainder=True (see active_keras.training.distribute)."
             )
         if getattr(self._select, "uses_context", False):
             raise ValueError(

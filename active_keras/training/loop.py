@@ -35,8 +35,8 @@ Pretraining(model, "runs/ref.checkpoints", Schedule(1000, 1000, checkpoint_every
 import collections
 import dataclasses
 
-from active_keras import callbacks as callbacks_lib
-from active_keras import checkpointing
+from active_keras.training import callbacks as callbacks_lib
+from active_keras.training import checkpointing
 
 Segment = collections.namedtuple(
     "Segment", ["start_step", "initial_epoch", "epochs", "steps_per_epoch"]
