@@ -13,14 +13,14 @@ import importlib
 import typing
 
 if typing.TYPE_CHECKING:  # For type checkers and tools/update_build.py; at run time, lazily.
-    from active_keras.active_learner import ActiveLearner
     from active_keras.selection import policies, selectors
+    from active_keras.training.active_learner import ActiveLearner
 
 __all__ = ["ActiveLearner", "policies", "selectors"]
 __version__ = "0.1.0"
 
 _LAZY = {
-    "ActiveLearner": ("active_keras.active_learner", "ActiveLearner"),
+    "ActiveLearner": ("active_keras.training.active_learner", "ActiveLearner"),
     "policies": ("active_keras.selection.policies", None),
     "selectors": ("active_keras.selection.selectors", None),
 }

@@ -23,6 +23,7 @@ Example:
 
 import json
 import os
+import re
 import sys
 
 from absl import app, flags
@@ -62,6 +63,16 @@ class ConfigError(ValueError):
     """A gin file or binding could not be applied."""
 
 
+def _moved_hint(error):
+    """A note naming the new binding when gin's `error` is about a moved `run.*` one, else ""."""
+    from active_keras import train
+
+    match = re.search(r"Configurable 'run' doesn't have a parameter named '(\w+)'", str(error))
+    if not match or match.group(1) not in train.SELECTION_KNOBS:
+        return ""
+    return f" (run.{match.group(1)} is now ActiveLearner.{match.group(1)}.)"
+
+
 def parse_config(gin_files, bindings, local=False):
     """Parses gin files, then bindings one at a time, naming whichever fails.
 
@@ -79,7 +90,7 @@ def parse_config(gin_files, bindings, local=False):
         try:
             gin.parse_config(binding)
         except Exception as e:  # noqa: BLE001 - gin raises many types; name the binding.
-            raise ConfigError(f"Bad gin binding {binding!r}: {e}") from e
+            raise ConfigError(f"Bad gin binding {binding!r}: {e}{_moved_hint(e)}") from e
     if local:
         _parse_file(gin, os.path.join(GIN_DIR, "local.gin"))
     gin.finalize()
@@ -94,7 +105,7 @@ def _parse_file(gin, path):
     try:
         gin.parse_config_file(path)
     except Exception as e:  # noqa: BLE001 - gin raises many types; name the file.
-        raise ConfigError(f"Gin file {path!r} is invalid: {e}") from e
+        raise ConfigError(f"Gin file {path!r} is invalid: {e}{_moved_hint(e)}") from e
 
 
 def run_config(gin_files, bindings, model_dir, local=False):
@@ -119,7 +130,7 @@ def main(argv):
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * FLAGS.logical_cpus
         )
-    from active_keras import speedup
+    from active_keras.analysis import speedup
     from active_keras.tasks import base
 
     try:
@@ -156,7 +167,7 @@ def main(argv):
                 'selection pay?" table has speed-ups over 3 seeds against a tuned, decayed '
                 "uniform baseline: benchmarks/results/classact.json.)"
             )
-            from active_keras import report
+            from active_keras.analysis import report
 
             # The run's report again, now with the baseline's curves beside it.
             print(f"report: {report.write_report(model_dir, compare=[baseline_dir])}")
@@ -166,7 +177,7 @@ def main(argv):
     except Exception as e:
         if not _lost_peer(e):
             raise
-        from active_keras import peers
+        from active_keras.training import peers
 
         # TF's message starts "Graph execution error:"; the cause is on a later line.
         lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]

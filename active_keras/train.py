@@ -3,13 +3,20 @@
 Everything is configured with gin (see `gin/classact.gin`); `active_keras.main`
 is the command line around `run()`.
 
+- `run` (`run.*`): the run's own concerns (task, mode, sizes, steps and
+  evaluation cadence, seed, strategy, paths, outputs).
+- `build_active_learner` (`ActiveLearner.*`): the selection knobs; resolves the
+  policy once and builds the models it needs (`Policy.models`).
+- `ActiveRun`, `ReferenceTraining` (`train_reference.*`): variants of the one
+  training loop (`training/loop.py`), as is `training.replay.ReplayRun`.
+
 Example:
 
 ```python
 import gin
 from active_keras import train
 
-gin.parse_config_files_and_bindings(["gin/classact.gin"], ["train.num_steps = 100"])
+gin.parse_config_files_and_bindings(["gin/classact.gin"], ["run.num_steps = 100"])
 curve = train.run("/tmp/classact")
 ```
 """
@@ -18,6 +25,7 @@ import contextlib
 import inspect
 import json
 import os
+import shutil
 import sys
 import tempfile
 
@@ -25,11 +33,12 @@ import gin
 import keras
 import tensorflow as tf
 
-from active_keras import callbacks as callbacks_lib
-from active_keras import checkpointing, distribute, flops, replay, report, selection_log
-from active_keras import reference_losses as reference_losses_lib
-from active_keras.active_learner import ActiveLearner
+from active_keras.analysis import flops, report, selection_log
 from active_keras.selection import policies
+from active_keras.selection import reference_losses as reference_losses_lib
+from active_keras.training import callbacks as callbacks_lib
+from active_keras.training import distribute, loop, replay
+from active_keras.training.active_learner import ActiveLearner
 
 
 @gin.configurable
@@ -73,6 +82,73 @@ def make_optimizer(
     raise ValueError(f"Unknown optimizer {name!r}; use adam, adamw or sgd.")
 
 
+def reference_checkpoints(path):
+    """The checkpoint folder of the reference trained into `path`: beside it, `<name>.checkpoints`.
+
+    Beside the file, not in a run's model_dir: the reference belongs to its
+    path (runs share it), and its `.keras` file is never copied into a
+    learner's checkpoints. A killed pre-training resumes from there.
+    """
+    return f"{os.path.splitext(path)[0]}.checkpoints"
+
+
+class ReferenceTraining(loop.Loop):
+    """The reference's pre-training: plain `fit` on `split`, saved atomically to `path`."""
+
+    def __init__(
+        self,
+        task,
+        path,
+        num_steps,
+        batch_size,
+        learning_rate,
+        split,
+        seed,
+        jit_compile,
+        checkpoint_every,
+    ):
+        keras.utils.set_random_seed(seed)
+        model = task.build_small(name="reference")
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate),
+            loss=task.loss(),
+            metrics=task.metrics(),
+            jit_compile=jit_compile,
+        )
+        facts = {"role": "reference", "split": split, "batch_size": batch_size, "seed": seed}
+        # One Keras epoch: no evaluation on the way.
+        schedule = loop.Schedule(num_steps, num_steps, checkpoint_every, verbose=0)
+        facts.update(_optimizer_facts(model.optimizer))
+        super().__init__(model, reference_checkpoints(path), schedule, facts)
+        self.task, self.path, self.split = task, path, split
+        self.batch_size, self.seed = batch_size, seed
+
+    def dataset(self, start_step):
+        ds = self.task.dataset(
+            self.split,
+            self.batch_size,
+            shuffle=True,
+            repeat=True,
+            seed=self.seed,
+            start_batch=start_step,
+        )
+        return ds.map(lambda x, y, meta: (x, y))
+
+    def save(self):
+        folder, name = os.path.split(os.path.abspath(self.path))
+        os.makedirs(folder, exist_ok=True)
+        partial = os.path.join(folder, f".partial-{os.getpid()}-{name}")
+        self.model.save(partial)
+        os.replace(partial, self.path)  # Atomic: a killed run never leaves a half-written file.
+        metric = self.task.primary_metric
+        loss = f", train loss {self.logs['loss']:.4f}" if "loss" in self.logs else ""
+        print(
+            f"reference: {metric} {self.task.evaluate(self.model)[metric]:.4f}{loss}, "
+            f"saved to {self.path}",
+            flush=True,
+        )
+
+
 @gin.configurable
 def train_reference(
     task,
@@ -83,42 +159,23 @@ def train_reference(
     split="heldout",
     seed=0,
     jit_compile=True,
+    checkpoint_every=250,
 ):
     """Trains the small reference model on `split` (clean held-out data) and saves it.
+
+    Checkpoints every `checkpoint_every` steps (and at the end) go to
+    `reference_checkpoints(path)`; training it again after a kill resumes from
+    the latest.
 
     Returns:
         The trained model; its file is `path`.
     """
-    keras.utils.set_random_seed(seed)
-    model = task.build_small(name="reference")
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss=task.loss(),
-        metrics=task.metrics(),
-        jit_compile=jit_compile,
-    )
-    ds = task.dataset(split, batch_size, shuffle=True, repeat=True, seed=seed)
-    ds = ds.map(lambda x, y, meta: (x, y))
     print(f"reference: training the small model for {num_steps} steps on {split!r}", flush=True)
-    history = model.fit(
-        ds,
-        steps_per_epoch=num_steps,
-        epochs=1,
-        shuffle=False,  # The dataset is shuffled already.
-        verbose=0,
-        callbacks=[callbacks_lib.StopOnNaN()],
+    training = ReferenceTraining(
+        task, path, num_steps, batch_size, learning_rate, split, seed, jit_compile, checkpoint_every
     )
-    folder, name = os.path.split(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    partial = os.path.join(folder, f".partial-{os.getpid()}-{name}")
-    model.save(partial)
-    os.replace(partial, path)  # Atomic: a killed run never leaves a half-written reference.
-    print(
-        f"reference: {task.primary_metric} {task.evaluate(model)[task.primary_metric]:.4f}, "
-        f"train loss {history.history['loss'][-1]:.4f}, saved to {path}",
-        flush=True,
-    )
-    return model
+    training.run()
+    return training.model
 
 
 @gin.configurable(denylist=["task", "path"])
@@ -147,10 +204,12 @@ def load_or_train_reference(task, path, retrain_mismatched=False):
                 task.check_model(model, f"reference ({path})")
             except ValueError as e:
                 print(f"reference: {e} Retraining it.", flush=True)
+                # Its checkpoints, if any, are of the mismatched model.
+                shutil.rmtree(reference_checkpoints(path), ignore_errors=True)
                 model = train_reference(task, path)
     else:
         if not path:
-            raise ValueError("The policy needs a reference: bind train.reference_path.")
+            raise ValueError("The policy needs a reference: bind run.reference_path.")
         model = train_reference(task, path)
     task.check_model(model, f"reference ({path})")
     return model
@@ -178,20 +237,95 @@ def write_operative_config(model_dir):
     os.replace(tmp, path)
 
 
+# The selection knobs of a run: `ActiveLearner.*` bindings (they were `run.*` ones).
+SELECTION_KNOBS = (
+    "policy",
+    "selection",
+    "keep_fraction",
+    "temperature",
+    "online_reference",
+    "selection_scope",
+)
+
+
+@gin.configurable("ActiveLearner", allowlist=[*SELECTION_KNOBS, "jit_scoring"])
+def build_active_learner(
+    task,
+    reference_path,
+    *,
+    super_batch_size,
+    seed,
+    policy="learnability",
+    selection="sample",
+    keep_fraction=0.5,
+    temperature=1.0,
+    online_reference=False,
+    selection_scope="global",
+    jit_scoring="auto",
+):
+    """The run's `ActiveLearner` with the models its policy needs; gin binds it as `ActiveLearner`.
+
+    The selection knobs are `ActiveLearner.*` bindings (`gin/classact.gin`);
+    `active_learner.py` itself knows nothing of gin. The policy is resolved
+    here, once, and decides which models exist (`Policy.models`): a reference
+    (trained online, or loaded from `reference_path`, trained there first if
+    missing) and an actor. The defaults are the paper's runs' (sampling,
+    global selection across replicas), where the class's are `"topk"` and
+    `"local"`.
+
+    Args:
+        task: The run's task (builds the models).
+        reference_path: The frozen reference's `.keras` file (`run.reference_path`).
+        super_batch_size: `B` (`run.super_batch_size`: the data stream's too).
+        seed: Seed of the weights and the sampling (`run.seed`).
+        policy: Scoring policy name (see `active_keras.selection.policies`).
+        selection: "topk", "sample" or "joint".
+        keep_fraction: b / B.
+        temperature: Sampling temperature.
+        online_reference: Train the reference online (ClassAct-Online).
+        selection_scope: "global" or "local" selection across replicas.
+        jit_scoring: As for `ActiveLearner`.
+
+    Returns:
+        The `ActiveLearner`, not compiled.
+    """
+    policy = policies.get(policy)
+    needed = policy.models(online_reference)
+    if needed.online_reference:
+        reference = task.build_small(name="reference")
+    elif needed.reference:
+        reference = load_or_train_reference(task, reference_path)
+    else:
+        reference = None
+    keras.utils.set_random_seed(seed)
+    learner = task.build_learner()
+    actor = task.build_small(name="actor") if needed.actor else None
+    return ActiveLearner(
+        learner,
+        reference=reference,
+        actor=actor,
+        policy=policy,
+        selection=selection,
+        keep_fraction=keep_fraction,
+        temperature=temperature,
+        super_batch_size=super_batch_size,
+        online_reference=online_reference,
+        example_loss=task.example_loss,
+        selection_scope=selection_scope,
+        seed=seed,
+        jit_scoring=jit_scoring,
+    )
+
+
 @gin.configurable(denylist=["model_dir"])
 def run(
     model_dir,
     task=gin.REQUIRED,
     mode="train",
-    policy="learnability",
-    selection="sample",
-    keep_fraction=0.5,
-    temperature=1.0,
     super_batch_size=128,
     num_steps=3000,
     eval_every=250,
     reference_path=None,
-    online_reference=False,
     optimizer_fn=make_optimizer,
     jit_compile=True,
     seed=0,
@@ -201,7 +335,6 @@ def run(
     selection_log_every=None,
     write_report=True,
     strategy="one_device",
-    selection_scope="global",
     record_selections=True,
     replay_from=None,
     reference_losses=None,
@@ -210,21 +343,18 @@ def run(
 
     The learner run writes into `model_dir`: `metrics.json` (the evaluated
     curve with the FLOP ledger), `operative_config.gin`, TensorBoard logs in
-    `tb/`, and the trained learner as `learner.keras`.
+    `tb/`, and the trained learner as `learner.keras`. Its `ActiveLearner`
+    (policy, selection, keep fraction, ...) is configured as `ActiveLearner.*`
+    (`build_active_learner`); `run` holds the run's own concerns.
 
     Args:
         model_dir: Output directory.
         task: The task (for example `@ClassificationTask()`).
         mode: "train" or "reference".
-        policy: Scoring policy name (see `active_keras.selection.policies`).
-        selection: "topk" or "sample".
-        keep_fraction: b / B.
-        temperature: Sampling temperature.
         super_batch_size: B.
         num_steps: Learner updates.
         eval_every: Steps between evaluations (a multiple-of-steps epoch).
         reference_path: `.keras` file of the reference; trained if missing.
-        online_reference: Train the reference online (ClassAct-Online).
         optimizer_fn: Makes the learner's optimizer (the actor's is a copy).
         jit_compile: XLA-compile the train step (one device).
         seed: Seed of weights, data order and sampling.
@@ -234,26 +364,25 @@ def run(
             (which Keras calls an epoch), 0 nothing.
         checkpoint_every: Steps between checkpoints in `model_dir/checkpoints`
             (default `eval_every`); one is also taken at the end. Rerunning the
-            same command resumes from the latest (`active_keras.checkpointing`).
+            same command resumes from the latest (`active_keras.training.loop`).
         deterministic: `tf.config.experimental.enable_op_determinism()`: the
             same seed then gives the same run on GPUs too (slower; CPU runs
             are repeatable without it).
         selection_log_every: Steps between records of `model_dir/selection_log`
-            (`active_keras.selection_log`; default `eval_every`, 0 for none).
+            (`active_keras.analysis.selection_log`; default `eval_every`, 0 for none).
         write_report: Render `model_dir/report/index.html` at the end
-            (`active_keras.report`).
+            (`active_keras.analysis.report`).
         strategy: "one_device" (no tf.distribute scope, so the whole step can be
             XLA-compiled), "mirrored", "multi_worker_mirrored" or "tpu"
             (`distribute.make_strategy`; bind `make_strategy.tpu_address`).
-        selection_scope: "global" or "local" selection across replicas.
         record_selections: Record the example ids selected at every step in
-            `model_dir/replay` (`active_keras.replay`; one device only).
+            `model_dir/replay` (`active_keras.training.replay`; one device only).
         replay_from: A recorded run's model_dir: train the learner with plain
             `fit` on that run's selected sub-batches, in order (no scoring;
-            `replay.train_replay`). The data set-up must match the recorded run's.
+            `replay.ReplayRun`). The data set-up must match the recorded run's.
         reference_losses: `'auto'` to score the training set once with the
             frozen reference and look its losses up by example id in every
-            step (cached beside `reference_path`; `active_keras.reference_losses`),
+            step (cached beside `reference_path`; `active_keras.selection.reference_losses`),
             or the path of such a cache; `None` computes them every step.
             Selection is unchanged; the reference's per-step pass is saved.
 
@@ -268,60 +397,56 @@ def run(
         return []
     if mode != "train":
         raise ValueError(f"Unknown mode {mode!r}; use train or reference.")
-    if num_steps % eval_every:
-        raise ValueError(f"num_steps={num_steps} must be a multiple of eval_every={eval_every}.")
+    schedule = loop.Schedule(num_steps, eval_every, checkpoint_every, verbose)
     if replay_from:
         write_operative_config(model_dir)
-        return replay.train_replay(
-            model_dir,
-            task,
-            replay_from,
-            optimizer_fn,
-            eval_every,
-            num_steps=num_steps,
-            jit_compile=jit_compile,
-            seed=seed,
-            verbose=_fit_verbosity(verbose),
-        )
-    policy = policies.get(policy)
+        return replay.ReplayRun(
+            model_dir, task, replay_from, optimizer_fn, schedule, jit_compile=jit_compile, seed=seed
+        ).run()
     if deterministic:
         tf.config.experimental.enable_op_determinism()
     dist = None if strategy == "one_device" else distribute.make_strategy(strategy)
     with dist.scope() if dist else contextlib.nullcontext():
-        return _train(
+        model = build_active_learner(
+            task, reference_path, super_batch_size=super_batch_size, seed=seed
+        )
+        model.compile(
+            optimizer=optimizer_fn(num_steps=num_steps),
+            loss=task.loss(),
+            metrics=task.metrics(),
+            jit_compile=jit_compile,
+        )
+        if reference_losses:
+            _use_reference_losses(model, task, reference_losses, reference_path)
+        return ActiveRun(
+            model,
             model_dir,
             task,
-            policy,
             dist,
-            selection=selection,
-            keep_fraction=keep_fraction,
-            temperature=temperature,
-            super_batch_size=super_batch_size,
-            num_steps=num_steps,
-            eval_every=eval_every,
-            reference_path=reference_path,
-            online_reference=online_reference,
-            optimizer_fn=optimizer_fn,
-            jit_compile=jit_compile,
+            schedule,
             seed=seed,
-            verbose=verbose,
-            checkpoint_every=checkpoint_every,
             selection_log_every=selection_log_every,
-            write_report=write_report,
-            selection_scope=selection_scope,
             record_selections=record_selections,
-            reference_losses=reference_losses,
+            write_report=write_report,
+        ).run()
+
+
+def _use_reference_losses(model, task, setting, reference_path):
+    """Scores with the frozen reference's precomputed losses (`run.reference_losses`)."""
+    if not model.model_set.frozen_reference:
+        raise ValueError(
+            f"run.reference_losses = {setting!r} needs a policy that reads a frozen reference "
+            f"(ActiveLearner.policy = {model.policy.name!r}, ActiveLearner.online_reference = "
+            f"{model.online_reference})."
         )
+    model.use_reference_losses(
+        reference_losses_lib.load_or_compute(setting, model, task, reference_path)
+    )
 
 
-def _fit_verbosity(verbose):
-    """Keras's progress bar only for `run.verbose = 1`; else the evaluation line is the progress."""
-    return 1 if verbose == 1 else 0
-
-
-def _reference_pretraining_flops(ledger, online_reference):
+def _reference_pretraining_flops(ledger, model_set):
     """3 forward passes per example of `train_reference`'s configured steps and batch size."""
-    if "reference" not in ledger.flops or online_reference:
+    if not model_set.frozen_reference:
         return 0
     return 3 * ledger.flops["reference"] * _configured("num_steps") * _configured("batch_size")
 
@@ -346,154 +471,113 @@ def _optimizer_facts(optimizer):
     }
 
 
-def _train(
-    model_dir,
-    task,
-    policy,
-    dist,
-    *,
-    selection,
-    keep_fraction,
-    temperature,
-    super_batch_size,
-    num_steps,
-    eval_every,
-    reference_path,
-    online_reference,
-    optimizer_fn,
-    jit_compile,
-    seed,
-    verbose,
-    checkpoint_every,
-    selection_log_every,
-    write_report,
-    selection_scope,
-    record_selections,
-    reference_losses,
-):
-    """The learner run of `run()`, inside the strategy's scope when there is one."""
-    # Under multi-worker training every worker runs this; only the chief writes shared files.
-    chief = dist is None or dist.extended.should_checkpoint
-    needs_reference = "reference" in policy.requires or online_reference
-    if online_reference:
-        reference = task.build_small(name="reference")
-    elif needs_reference:
-        reference = load_or_train_reference(task, reference_path)
-    else:
-        reference = None
-    keras.utils.set_random_seed(seed)
-    learner = task.build_learner()
-    actor = task.build_small(name="actor") if "actor" in policy.requires else None
-    model = ActiveLearner(
-        learner,
-        reference=reference,
-        actor=actor,
-        policy=policy,
-        selection=selection,
-        keep_fraction=keep_fraction,
-        temperature=temperature,
-        super_batch_size=super_batch_size,
-        online_reference=online_reference,
-        example_loss=task.example_loss,
-        selection_scope=selection_scope,
-        seed=seed,
-    )
-    model.compile(
-        optimizer=optimizer_fn(num_steps=num_steps),
-        loss=task.loss(),
-        metrics=task.metrics(),
-        jit_compile=jit_compile,
-    )
-    if reference_losses:
-        if "reference" not in policy.requires or online_reference:
-            raise ValueError(
-                f"run.reference_losses = {reference_losses!r} needs a policy that reads a frozen "
-                f"reference (policy {policy.name!r}, online_reference={online_reference})."
-            )
-        model.use_reference_losses(
-            reference_losses_lib.load_or_compute(reference_losses, model, task, reference_path)
-        )
-    ledger = flops.FlopLedger.for_learner(model, super_batch_size)
-    facts = {
-        "policy": policy.name,
-        "selection": selection,
-        "keep_fraction": keep_fraction,
-        "temperature": temperature,
-        "super_batch_size": super_batch_size,
-        "sub_batch_size": ledger.sub_batch_size,
-        "forward_flops_per_example": ledger.flops,
-        "predicted_step_cost_vs_uniform": ledger.overhead(),
-        "one_time_flops": ledger.one_time,
-        # Beside the ledger, not in it: what training this reference costs, as configured now.
-        "reference_pretraining_flops": _reference_pretraining_flops(ledger, online_reference),
-        # Resuming under another optimizer or learning-rate schedule would silently change the
-        # run: the checkpointer refuses it, naming the value (a cosine schedule includes its
-        # budget; a constant learning rate lets a larger num_steps extend a finished run).
-        **_optimizer_facts(model.optimizer),
-        "reference_losses": "precomputed" if reference_losses else "computed each step",
-        "seed": seed,
-    }
-    checkpointer = checkpointing.Checkpointer(
-        os.path.join(model_dir, "checkpoints"),
+class ActiveRun(loop.Loop):
+    """The learner run: a compiled `ActiveLearner` on the task's training super-batches.
+
+    Adds to the loop the evaluated curve (`metrics.json`, with the FLOP ledger
+    and the run's facts), TensorBoard logs, the selection log and the replay
+    record, and saves the learner and the report at the end. Under
+    multi-worker training every worker runs it; only the chief writes shared
+    files.
+    """
+
+    def __init__(
+        self,
         model,
-        every=checkpoint_every or eval_every,
-        total_steps=num_steps,
-        facts=facts,
-        element_spec=checkpointing.train_dataset(task, super_batch_size, seed, 0).element_spec,
-    )
-    start, curve = checkpointer.restore()  # (0, []) unless resuming.
-    curve_logger = callbacks_lib.CurveLogger(
+        model_dir,
         task,
-        ledger,
-        eval_every,
-        os.path.join(model_dir, "metrics.json"),
-        summary_dir=os.path.join(model_dir, "tb", "eval"),
-        curve=curve,
-        extra=facts,
-        initial_step=start,
-        total_steps=num_steps,
-        print_progress=verbose > 0,
-    )
-    checkpointer.track_curve(lambda: curve_logger.curve)
-    write_operative_config(model_dir)
-    callbacks = [
-        callbacks_lib.StopOnNaN(initial_step=start),  # First: a NaN step is never checkpointed.
-        curve_logger,
-        checkpointer,  # After the logger: a checkpoint holds its step's evaluation.
-        keras.callbacks.TensorBoard(os.path.join(model_dir, "tb"), write_graph=False),
-    ]
-    if selection_log_every != 0:
-        log_dir = os.path.join(model_dir, "selection_log")
-        every = selection_log_every or eval_every
-        callbacks.append(selection_log.SelectionLogger(task, log_dir, every))
-    if record_selections and dist is None:
-        callbacks.append(replay.ReplayRecorder(os.path.join(model_dir, replay.FOLDER)))
-    segments = checkpointing.segments(start, num_steps, eval_every)
-    for segment in segments:
+        dist,
+        schedule,
+        *,
+        seed,
+        selection_log_every,
+        record_selections,
+        write_report,
+    ):
+        super_batch_size = model.super_batch_size
+        ledger = flops.FlopLedger.for_learner(model, super_batch_size)
+        precomputed = model.reference_loss_table is not None
+        facts = {
+            "policy": model.policy.name,
+            "selection": model.selection,
+            "keep_fraction": model.keep_fraction,
+            "temperature": model.temperature,
+            "super_batch_size": super_batch_size,
+            "sub_batch_size": ledger.sub_batch_size,
+            "forward_flops_per_example": ledger.flops,
+            "predicted_step_cost_vs_uniform": ledger.overhead(),
+            "one_time_flops": ledger.one_time,
+            # Beside the ledger, not in it: what training this reference costs, as configured now.
+            "reference_pretraining_flops": _reference_pretraining_flops(ledger, model.model_set),
+            # Resuming under another optimizer or learning-rate schedule would silently change
+            # the run: the checkpointer refuses it, naming the value (a cosine schedule includes
+            # its budget; a constant learning rate lets a larger num_steps extend a finished run).
+            **_optimizer_facts(model.optimizer),
+            "reference_losses": "precomputed" if precomputed else "computed each step",
+            "seed": seed,
+        }
+        super().__init__(model, os.path.join(model_dir, "checkpoints"), schedule, facts)
+        self.model_dir, self.task, self.dist, self.ledger = model_dir, task, dist, ledger
+        self.super_batch_size, self.seed = super_batch_size, seed
+        self.selection_log_every = selection_log_every
+        self.record_selections = record_selections
+        self.write_report = write_report
 
-        def data(start=segment.start_step):
-            return checkpointing.train_dataset(task, super_batch_size, seed, start)
+    def dataset(self, start_step):
+        return loop.train_dataset(self.task, self.super_batch_size, self.seed, start_step)
 
-        model.fit(
-            distribute.shard_global_batches(dist, data, super_batch_size) if dist else data(),
-            initial_epoch=segment.initial_epoch,
-            epochs=segment.epochs,
-            steps_per_epoch=segment.steps_per_epoch,
-            shuffle=False,  # The dataset is shuffled already.
-            verbose=_fit_verbosity(verbose),
-            callbacks=callbacks,
+    def fit_data(self, start_step):
+        if self.dist is None:
+            return self.dataset(start_step)
+        return distribute.shard_global_batches(
+            self.dist, lambda: self.dataset(start_step), self.super_batch_size
         )
-    if not segments:
-        curve_logger.write()  # Finished before: rewrite the outputs from the last checkpoint.
-    if not chief:
-        task_id = dist.cluster_resolver.task_id
-        learner.save(os.path.join(model_dir, f"learner.worker{task_id}.keras"))
-        return curve_logger.curve
-    learner.save(os.path.join(model_dir, "learner.keras"))
-    write_operative_config(model_dir)
-    if write_report:
-        try:
-            print(f"report: {report.write_report(model_dir)}", flush=True)
-        except Exception as e:  # noqa: BLE001 - the trained run is saved; a figure must not fail it.
-            print(f"warning: the report could not be written: {e!r}", file=sys.stderr, flush=True)
-    return curve_logger.curve
+
+    def state(self):
+        return self.model.checkpointable_state()
+
+    def curve_logger(self, curve):
+        logger = callbacks_lib.CurveLogger(
+            self.task,
+            self.ledger,
+            self.eval_every,
+            os.path.join(self.model_dir, "metrics.json"),
+            summary_dir=os.path.join(self.model_dir, "tb", "eval"),
+            curve=curve,
+            extra=self.facts,
+            total_steps=self.num_steps,
+            print_progress=self.verbose > 0,
+        )
+        return logger
+
+    def started(self, start_step):
+        write_operative_config(self.model_dir)
+
+    def more_callbacks(self):
+        callbacks = [
+            keras.callbacks.TensorBoard(os.path.join(self.model_dir, "tb"), write_graph=False)
+        ]
+        if self.selection_log_every != 0:
+            log_dir = os.path.join(self.model_dir, "selection_log")
+            every = self.selection_log_every or self.eval_every
+            callbacks.append(selection_log.SelectionLogger(self.task, log_dir, every))
+        if self.record_selections and self.dist is None:
+            folder = os.path.join(self.model_dir, replay.FOLDER)
+            callbacks.append(replay.ReplayRecorder(folder))
+        return callbacks
+
+    def save(self):
+        learner = self.model.learner
+        if not (self.dist is None or self.dist.extended.should_checkpoint):  # Not the chief.
+            task_id = self.dist.cluster_resolver.task_id
+            learner.save(os.path.join(self.model_dir, f"learner.worker{task_id}.keras"))
+            return
+        learner.save(os.path.join(self.model_dir, "learner.keras"))
+        write_operative_config(self.model_dir)
+        if self.write_report:
+            try:
+                print(f"report: {report.write_report(self.model_dir)}", flush=True)
+            except Exception as e:  # noqa: BLE001 - the trained run is saved; a figure must not fail it.
+                print(
+                    f"warning: the report could not be written: {e!r}", file=sys.stderr, flush=True
+                )

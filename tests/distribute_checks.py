@@ -26,9 +26,10 @@ tf.config.set_logical_device_configuration(_CPU, [tf.config.LogicalDeviceConfigu
 import keras  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from active_keras import ActiveLearner, distribute, replicas  # noqa: E402
+from active_keras import ActiveLearner  # noqa: E402
 from active_keras.data.classification import ImageClassificationData  # noqa: E402
 from active_keras.models import cnn  # noqa: E402
+from active_keras.training import distribute, replicas  # noqa: E402
 
 GLOBAL_B = 32
 STEPS = 4

@@ -1,7 +1,7 @@
 """One worker of a MultiWorkerMirroredStrategy run of `ActiveLearner`.
 
 Reads the cluster from `TF_CONFIG`, builds the strategy with
-`active_keras.distribute.make_strategy`, trains an `ActiveLearner` (global
+`active_keras.training.distribute.make_strategy`, trains an `ActiveLearner` (global
 Gumbel-top-k selection) for a few steps on the digits data, each worker reading
 its own shard, and saves the learner and actor weights, the sampling seed state
 and the example ids of its first batch to `--out` (an `.npz`).
@@ -31,9 +31,10 @@ import tensorflow as tf  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import keras  # noqa: E402
 
-from active_keras import ActiveLearner, distribute  # noqa: E402
+from active_keras import ActiveLearner  # noqa: E402
 from active_keras.data.classification import ImageClassificationData  # noqa: E402
 from active_keras.models import cnn  # noqa: E402
+from active_keras.training import distribute  # noqa: E402
 
 
 def main():

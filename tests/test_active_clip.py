@@ -11,10 +11,11 @@ import pytest
 import tensorflow as tf
 from absl.testing import parameterized
 
-from active_keras import ActiveLearner, losses, reference_losses
+from active_keras import ActiveLearner, losses
 from active_keras.evaluation import clip_eval
 from active_keras.losses import contrastive
 from active_keras.models import clip, clip_outputs
+from active_keras.selection import reference_losses
 
 VOCAB, LENGTH, SIZE, B = 40, 6, 16, 8
 

@@ -13,7 +13,7 @@ import tensorflow as tf
 from absl.testing import parameterized
 
 from active_keras import ActiveLearner
-from active_keras.callbacks import NonFiniteLossError, StopOnNaN
+from active_keras.training.callbacks import NonFiniteLossError, StopOnNaN
 
 MODES = {
     "eager": dict(run_eagerly=True, jit_compile=False),

@@ -170,7 +170,7 @@ class BuildTest(tf.test.TestCase):
             if "main" in kw:
                 self.assertIn(rule, ("py_binary", "py_test"), kw["name"])
                 self.assertTrue(os.path.exists(os.path.join(ROOT, kw["main"])), kw["name"])
-        self.assertLessEqual({"main_bin", "report_bin", "tools_benchmark"}, names)
+        self.assertLessEqual({"main_bin", "analysis_report_bin", "tools_benchmark"}, names)
         self.assertIn("test_selectors", names)  # `bazel test //:test_selectors`.
 
     def test_build_loads_and_every_rule_call_is_well_formed(self):

@@ -16,7 +16,7 @@ import json
 
 import tensorflow as tf
 
-from active_keras import ladder
+from active_keras.analysis import ladder
 from tools import benchmark
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -47,7 +47,7 @@ class CliTest(tf.test.TestCase):
         self.assertTrue(0 <= point["train_selected_corrupted"] <= 1)
         self.assertEqual(metrics["policy"], "learnability")
         with open(os.path.join(model_dir, "operative_config.gin")) as f:
-            self.assertIn("run.policy = 'learnability'", f.read())
+            self.assertIn("ActiveLearner.policy = 'learnability'", f.read())
         self.assertTrue(os.listdir(os.path.join(model_dir, "tb")))
         self.assertTrue(os.path.exists(os.path.join(model_dir, "learner.keras")))
         self.assertTrue(os.path.exists(os.path.join(tmp_dir, "reference.keras")))  # Its own file.

@@ -18,7 +18,8 @@ import subprocess
 import tensorflow as tf
 from absl.testing import parameterized
 
-from active_keras import callbacks, quiet
+from active_keras import quiet
+from active_keras.training import callbacks
 from tests.cli_helpers import ROOT, cli
 
 # What TensorFlow 2.21 prints on a CPU machine when nothing quiets it (seen on this machine).

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from active_keras import curate
+from active_keras.curation import curate
 from active_keras.data import curated
 from active_keras.data.classification import ImageClassificationData
 from active_keras.models import cnn
@@ -155,7 +155,7 @@ class CurationTest(tf.test.TestCase):
             "--keep_fraction=0.25",
             f"--out_dir={out}",
         ]
-        # In process (`python -m active_keras.curate` runs this `main`): a child process
+        # In process (`python -m active_keras.curation.curate` runs this `main`): a child process
         # would spend most of its time importing TensorFlow.
         with contextlib.redirect_stdout(io.StringIO()) as stdout:
             status = curate.main(argv)

@@ -1,4 +1,4 @@
-"""Tests of `active_keras.distribute` and `ActiveLearner` under `tf.distribute` and mixed precision.
+"""Tests of `training.distribute` and `ActiveLearner` under `tf.distribute` and mixed precision.
 
 Two logical CPU devices must be configured before TensorFlow initialises its
 devices, which happens long before this file runs when pytest runs other test
@@ -26,9 +26,10 @@ import pytest
 import tensorflow as tf
 from absl.testing import parameterized
 
-from active_keras import ActiveLearner, distribute
+from active_keras import ActiveLearner
 from active_keras.data.classification import ImageClassificationData
 from active_keras.models import cnn
+from active_keras.training import distribute
 from tests.processes import ProcessGroup, local_cluster, worker_env
 
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -7,7 +7,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import keras
 import tensorflow as tf
 
-from active_keras import ActiveLearner, flops
+from active_keras import ActiveLearner
+from active_keras.analysis import flops
 from active_keras.models import clip
 
 

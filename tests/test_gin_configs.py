@@ -12,6 +12,10 @@ import gin
 import tensorflow as tf
 
 from active_keras import main as main_lib
+from active_keras import train
+from active_keras.data.classification import ImageClassificationData
+from active_keras.selection import policies
+from active_keras.tasks.classification import ClassificationTask
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GIN_FILES = sorted(glob.glob(os.path.join(ROOT, "gin", "*.gin")))
@@ -37,12 +41,49 @@ class GinConfigTest(tf.test.TestCase):
 
     def test_classact_and_uniform_bind_the_policies(self):
         main_lib.parse_config(["gin/classact.gin"], [])
-        self.assertEqual(gin.query_parameter("run.policy"), "learnability")
-        self.assertEqual(gin.query_parameter("run.selection"), "sample")
+        self.assertEqual(gin.query_parameter("ActiveLearner.policy"), "learnability")
+        self.assertEqual(gin.query_parameter("ActiveLearner.selection"), "sample")
         main_lib.parse_config(["gin/classact.gin", "gin/uniform.gin"], [])
-        self.assertEqual(gin.query_parameter("run.policy"), "uniform")
+        self.assertEqual(gin.query_parameter("ActiveLearner.policy"), "uniform")
         main_lib.parse_config(["gin/reference.gin"], [])
         self.assertEqual(gin.query_parameter("run.mode"), "reference")
+
+    def test_a_selection_knob_bound_on_run_names_its_new_binding(self):
+        with self.assertRaisesRegex(
+            main_lib.ConfigError,
+            r"(?s)Bad gin binding 'run.keep_fraction = 0.25'.*run.keep_fraction is now "
+            r"ActiveLearner.keep_fraction",
+        ):
+            main_lib.parse_config(["gin/classact.gin"], ["run.keep_fraction = 0.25"])
+        # Not a moved one: gin's own message alone.
+        with self.assertRaisesRegex(main_lib.ConfigError, r"ActiveLearner.*super_batch_size"):
+            main_lib.parse_config(["gin/classact.gin"], ["ActiveLearner.super_batch_size = 64"])
+
+    def test_active_learner_bindings_build_the_models_the_policy_needs(self):
+        task = ClassificationTask(data=ImageClassificationData("digits", heldout_size=300))
+        missing = os.path.join(self.get_temp_dir(), "none.keras")  # Never loaded below.
+        cases = [
+            ("uniform", False, None, None),
+            ("learnability", True, "reference", "actor"),
+        ]
+        for policy, online, reference, actor in cases:
+            with self.subTest(policy=policy, online=online):
+                main_lib.parse_config(
+                    ["gin/classact.gin"],
+                    [
+                        f"ActiveLearner.policy = '{policy}'",
+                        f"ActiveLearner.online_reference = {online}",
+                        "ActiveLearner.keep_fraction = 0.25",
+                    ],
+                )
+                model = train.build_active_learner(task, missing, super_batch_size=32, seed=0)
+                self.assertIs(model.policy, policies.get(policy))  # Resolved once, then kept.
+                self.assertEqual(model.model_set, policies.get(policy).models(online))
+                self.assertEqual(model.reference and model.reference.name, reference)
+                self.assertEqual(model.actor and model.actor.name, actor)
+                self.assertEqual(model.sub_batch_size(32), 8)
+                self.assertEqual(model.selection, "sample")  # From gin/classact.gin.
+                self.assertEqual(model.selection_scope, "global")  # The run's default.
 
     def test_local_switch_shrinks_the_run(self):
         main_lib.parse_config(["gin/classact.gin"], [], local=True)

@@ -1,4 +1,4 @@
-"""Speed-up at equal accuracy over ladders of budget-matched runs (`active_keras.ladder`)."""
+"""Speed-up at equal accuracy over ladders of budget-matched runs (`analysis.ladder`)."""
 
 import os
 import sys
@@ -11,7 +11,7 @@ import math
 import tensorflow as tf
 from absl.testing import parameterized
 
-from active_keras import ladder
+from active_keras.analysis import ladder
 
 
 def _record(config, seed, budget, accuracy, flops_per_update, policy="learnability"):

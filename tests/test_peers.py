@@ -14,13 +14,13 @@ import time
 
 import tensorflow as tf
 
-from active_keras import peers
+from active_keras.training import peers
 from tests.processes import free_ports
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# The child processes load `active_keras/peers.py` by its path: it needs the standard
+# The child processes load `active_keras/training/peers.py` by its path: it needs the standard
 # library only, and `import active_keras` would import TensorFlow (seconds of start-up).
-PEERS = os.path.join(ROOT, "active_keras", "peers.py")
+PEERS = os.path.join(ROOT, "active_keras", "training", "peers.py")
 LOAD_PEERS = f"""
 import importlib.util
 spec = importlib.util.spec_from_file_location("peers", {PEERS!r})

@@ -33,6 +33,19 @@ class PoliciesTest(parameterized.TestCase, tf.test.TestCase):
         np.testing.assert_allclose(scores.numpy(), expected, rtol=1e-6)
         self.assertEqual(scores.dtype, tf.float32)
 
+    @parameterized.named_parameters(
+        ("uniform", "uniform", False, (False, False, False)),
+        ("hard_learner", "hard_learner", False, (False, False, False)),
+        ("easy_reference", "easy_reference", False, (True, False, True)),
+        ("learnability", "learnability", False, (True, True, True)),
+        ("learnability_online", "learnability", True, (True, True, False)),
+        ("uniform_online", "uniform", True, (True, False, False)),
+    )
+    def test_the_policy_decides_which_models_exist(self, name, online, expected):
+        models = policies.get(name).models(online_reference=online)
+        self.assertEqual((models.reference, models.actor, models.frozen_reference), expected)
+        self.assertEqual(models.online_reference, online)
+
     def test_requirements_are_what_each_policy_reads(self):
         self.assertEqual(policies.get("uniform").requires, ())
         self.assertEqual(policies.get("learnability").requires, ("actor", "reference"))

@@ -31,8 +31,8 @@ PRIVATE_MODULES = ("keras.src", "tensorflow.python")
 NAME_FUNCTIONS = ("getattr", "hasattr", "setattr", "delattr")
 # `replicas.MultiWorkerBuild`: Keras' build before `fit()` fails under every multi-worker
 # strategy (keras#20585, open) and offers no public hook to build otherwise.
-ALLOWED_SCAN = ("active_keras/replicas.py: super()._maybe_symbolic_build",)
-ALLOWED_OVERRIDES = ("active_keras.replicas.MultiWorkerBuild._maybe_symbolic_build",)
+ALLOWED_SCAN = ("active_keras/training/replicas.py: super()._maybe_symbolic_build",)
+ALLOWED_OVERRIDES = ("active_keras.training.replicas.MultiWorkerBuild._maybe_symbolic_build",)
 
 
 def _private(name):
@@ -272,7 +272,7 @@ class PublicApiTest(parameterized.TestCase, tf.test.TestCase):
         source = textwrap.dedent(
             """
             import keras
-            from active_keras import replicas
+            from active_keras.training import replicas
 
             class Base(keras.Model):
                 def __init__(self):

@@ -12,10 +12,11 @@ import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
 
-from active_keras import ActiveLearner, flops
-from active_keras import reference_losses as reference_losses_lib
+from active_keras import ActiveLearner
+from active_keras.analysis import flops
 from active_keras.data.classification import ImageClassificationData
 from active_keras.models import cnn
+from active_keras.selection import reference_losses as reference_losses_lib
 from active_keras.tasks.classification import ClassificationTask
 
 MODES = {

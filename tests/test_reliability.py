@@ -25,11 +25,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from active_keras import ActiveLearner, checkpointing, train
+from active_keras import ActiveLearner, train
 from active_keras import main as main_lib
-from active_keras.callbacks import NonFiniteLossError, StopOnNaN
 from active_keras.data.classification import ImageClassificationData
 from active_keras.models import cnn
+from active_keras.training import checkpointing, loop
+from active_keras.training.callbacks import NonFiniteLossError, StopOnNaN
 from tests.cli_helpers import ROOT, TINY, cached, cmd, copy_of, env, run_or_raise, tiny_reference
 
 # 18 steps, evaluated every 6, checkpointed every 3: resuming from a checkpoint
@@ -197,7 +198,9 @@ class ReliabilityTest(tf.test.TestCase):
         try:
             with self.assertRaisesRegex(ValueError, "'learnabilty'.*learnability"):
                 main_lib.run_config(
-                    gin_files, TINY + ["run.policy = 'learnabilty'"], os.path.join(tmp_dir, "run")
+                    gin_files,
+                    TINY + ["ActiveLearner.policy = 'learnabilty'"],
+                    os.path.join(tmp_dir, "run"),
                 )
         finally:
             gin.clear_config()
@@ -244,10 +247,10 @@ class ReliabilityTest(tf.test.TestCase):
         )
 
     def test_segments_finish_a_half_done_interval_first(self):
-        self.assertEqual(checkpointing.segments(0, 12, 6), [(0, 0, 2, 6)])
-        self.assertEqual(checkpointing.segments(8, 18, 6), [(8, 1, 2, 4), (12, 2, 3, 6)])
-        self.assertEqual(checkpointing.segments(6, 12, 6), [(6, 1, 2, 6)])
-        self.assertEqual(checkpointing.segments(12, 12, 6), [])
+        self.assertEqual(loop.segments(0, 12, 6), [(0, 0, 2, 6)])
+        self.assertEqual(loop.segments(8, 18, 6), [(8, 1, 2, 4), (12, 2, 3, 6)])
+        self.assertEqual(loop.segments(6, 12, 6), [(6, 1, 2, 6)])
+        self.assertEqual(loop.segments(12, 12, 6), [])
 
     def test_training_order_is_a_function_of_seed_and_step(self):
         data = ImageClassificationData("digits", heldout_size=300)
@@ -268,8 +271,13 @@ class ReliabilityTest(tf.test.TestCase):
         self.assertLess(time.time() - start, 5)
 
     def test_stop_on_nan_counts_from_the_resumed_step(self):
-        callback = StopOnNaN(initial_step=40)
+        # The step is the optimizer's update count, restored with it on resume.
+        model = _tiny_model()
+        callback = StopOnNaN()
+        callback.set_model(model)
+        model.optimizer.iterations.assign(41)
         callback.on_train_batch_end(0, {"loss": 1.0})
+        model.optimizer.iterations.assign(42)
         with self.assertRaisesRegex(NonFiniteLossError, "nan at step 42"):
             callback.on_train_batch_end(1, {"loss": float("nan")})
 

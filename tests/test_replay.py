@@ -18,10 +18,10 @@ import numpy as np
 import tensorflow as tf
 
 from active_keras import main as main_lib
-from active_keras import replay
-from active_keras.active_learner import ActiveLearner
 from active_keras.data.classification import ImageClassificationData
 from active_keras.models import cnn
+from active_keras.training import replay
+from active_keras.training.active_learner import ActiveLearner
 from tests.cli_helpers import ROOT, TINY, tiny_run
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from active_keras import report
+from active_keras.analysis import report
 from tests.cli_helpers import tiny_run
 
 FIGURES = (
@@ -98,7 +98,7 @@ class ReportTest(tf.test.TestCase):
         with open(os.path.join(other, "metrics.json"), "w") as f:
             json.dump(metrics, f)
         out_dir = os.path.join(tmp_dir, "compared")
-        # In process (`python -m active_keras.report` runs this `main`): a child process
+        # In process (`python -m active_keras.analysis.report` runs this `main`): a child process
         # would spend most of its time importing TensorFlow.
         with contextlib.redirect_stdout(io.StringIO()) as stdout:
             report.main([f"--model_dir={model_dir}", "--compare", other, f"--out_dir={out_dir}"])
@@ -148,7 +148,7 @@ class AccuracyPlotTest(tf.test.TestCase):
 
     def setUp(self):
         super().setUp()
-        from active_keras import report
+        from active_keras.analysis import report
 
         self.report = report
         self.plt = report._plt()
@@ -192,7 +192,7 @@ class AccuracyPlotTest(tf.test.TestCase):
 
     def test_runs_differing_only_in_seed_are_one_group(self):
         def run(name, policy, seed):
-            config = f"run.policy = '{policy}'\nrun.seed = {seed}\nrun.num_steps = 12\n"
+            config = f"ActiveLearner.policy = '{policy}'\nrun.seed = {seed}\nrun.num_steps = 12\n"
             return {"name": name, "facts": {"policy": policy, "seed": seed}, "config": config}
 
         runs = [run("a0", "learnability", 0), run("u0", "uniform", 0), run("a1", "learnability", 1)]

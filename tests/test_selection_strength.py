@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from active_keras import selection_log
+from active_keras.analysis import selection_log
 from active_keras.selection import selectors
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -28,9 +28,9 @@ B, K = 128, 64
 
 
 def shipped(name):
-    """A `run.<name>` number bound in gin/activeclip.gin."""
+    """An `ActiveLearner.<name>` number bound in gin/activeclip.gin."""
     with open(os.path.join(ROOT, "gin", "activeclip.gin")) as f:
-        return float(re.search(rf"^run\.{name} = (\S+)$", f.read(), re.M).group(1))
+        return float(re.search(rf"^ActiveLearner\.{name} = (\S+)$", f.read(), re.M).group(1))
 
 
 def top_half_share(score_std, temperature, draws=300, seed=0):

@@ -8,7 +8,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import tensorflow as tf
 
-from active_keras import speedup
+from active_keras.analysis import speedup
 
 
 def _curve(steps, accuracies, flops_per_step=2.0):

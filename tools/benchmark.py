@@ -30,7 +30,7 @@ from absl import app, flags
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from active_keras import speedup  # noqa: E402
+from active_keras.analysis import speedup  # noqa: E402
 from tools import step_cost  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -147,8 +147,8 @@ def _classact_suite(smoke, reference_path):
             for seed in seeds:
                 for budget in budgets:
                     bindings = data + [
-                        f"run.policy = '{policy}'",
-                        f"run.keep_fraction = {keep}",
+                        f"ActiveLearner.policy = '{policy}'",
+                        f"ActiveLearner.keep_fraction = {keep}",
                         f"run.super_batch_size = {round(SUB_BATCH / keep)}",
                         f"run.seed = {seed}",
                         f"run.num_steps = {budget}",
@@ -199,7 +199,10 @@ def _classact_constant_lr_suite():
             ]
         )
         if policy:
-            bindings += [f"run.policy = '{policy}'", f"run.selection = '{selection}'"]
+            bindings += [
+                f"ActiveLearner.policy = '{policy}'",
+                f"ActiveLearner.selection = '{selection}'",
+            ]
         return Run(
             f"{group}/{name}_lr{lr}",
             [gin_file],
@@ -316,7 +319,7 @@ def _activeclip_suite(smoke, reference_path):
                 bindings = [
                     f"ClipTask.vocab_dir = '{vocab}'",
                     "run.super_batch_size = 128",
-                    "run.keep_fraction = 0.5",
+                    "ActiveLearner.keep_fraction = 0.5",
                     f"run.seed = {seed}",
                     f"run.num_steps = {budget}",
                     f"run.eval_every = {budget // EVALS_PER_RUN}",
@@ -328,9 +331,12 @@ def _activeclip_suite(smoke, reference_path):
                     f"run.reference_path = '{reference_path}'",
                 ]
                 if selection:
-                    bindings += ["run.policy = 'learnability'", f"run.selection = '{selection}'"]
+                    bindings += [
+                        "ActiveLearner.policy = 'learnability'",
+                        f"ActiveLearner.selection = '{selection}'",
+                    ]
                 if temperature is not None:
-                    bindings.append(f"run.temperature = {temperature}")
+                    bindings.append(f"ActiveLearner.temperature = {temperature}")
                 if selection == "sample":
                     # Per-pair scores of a frozen reference on fixed data: looked up.
                     bindings.append("run.reference_losses = 'auto'")
@@ -532,7 +538,7 @@ def plot(results, path, metric="test_accuracy"):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from active_keras import report
+    from active_keras.analysis import report
 
     groups = list(results)
     fig, axes = plt.subplots(len(groups), 2, figsize=(13, 4.5 * len(groups)), squeeze=False)
@@ -614,7 +620,7 @@ def _execute_ladder(run, runs_dir, store, digest, reuse):
 
 
 def ladder_record(store, name, metrics=None):
-    """The summary record of one stored ladder run (see `active_keras.ladder.summarize`).
+    """The summary record of one stored ladder run (see `active_keras.analysis.ladder.summarize`).
 
     With `metrics`, the record also has `finals` and `peaks`: each metric's
     final and best value, and `final_accuracy` is the first metric's.
@@ -705,7 +711,7 @@ def _run_ladder(suite):
     # Only stored runs of exactly this configuration count (a stale one is listed as not run).
     done = [r for r in runs if _reusable(store, r, digests[r.name])]
     records = [ladder_record(store, r.name, suite.metrics) for r in done]
-    from active_keras import ladder
+    from active_keras.analysis import ladder
 
     if suite.metrics:
         summary = ladder.summarize_by_metric(records, suite.metrics)

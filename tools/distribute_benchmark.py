@@ -34,9 +34,10 @@ tf.config.set_logical_device_configuration(_CPU, [tf.config.LogicalDeviceConfigu
 
 import keras  # noqa: E402
 
-from active_keras import ActiveLearner, distribute  # noqa: E402
+from active_keras import ActiveLearner  # noqa: E402
 from active_keras.data.classification import ImageClassificationData  # noqa: E402
 from active_keras.models import cnn  # noqa: E402
+from active_keras.training import distribute  # noqa: E402
 
 
 def run(strategy_name, scope, jit_scoring, data, super_batch, steps, warmup):

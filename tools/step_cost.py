@@ -78,7 +78,7 @@ def pick_actors(targets=TARGET_RATIOS, learner=None):
     """
     import math
 
-    from active_keras import flops
+    from active_keras.analysis import flops
 
     learner = learner or LEARNER
     learner_flops = flops.forward_flops(_cnn(name="learner", **learner))
@@ -148,8 +148,8 @@ def build_variants(learner, actor, b, jit_compile=True):
     import keras
     import numpy as np
 
-    from active_keras import flops
-    from active_keras.active_learner import ActiveLearner
+    from active_keras.analysis import flops
+    from active_keras.training.active_learner import ActiveLearner
 
     def compiled(model):
         model.compile(

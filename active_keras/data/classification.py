@@ -134,7 +134,7 @@ class ImageClassificationData:
         seed: Seed of the held-out carve-out and the label noise.
         data_dir: Where the source's files are (default: its Debian package's
             folder; for TFDS, TFDS's data folder).
-        curated_dir: Folder of `active_keras.curate` output: its kept examples
+        curated_dir: Folder of `active_keras.curation.curate` output: its kept examples
             replace the train split (ids, labels and noise flags as curated;
             curate with the same name, seed and heldout_size).
         cap_sizes: Read `heldout_size` as an upper bound: a smaller source

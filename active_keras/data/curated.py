@@ -1,6 +1,6 @@
 """Curated training data on disk: TFRecord shards of kept examples, and their reader.
 
-`active_keras.curate` scores a split once with a reference model and writes the
+`active_keras.curation.curate` scores a split once with a reference model and writes the
 kept examples as `curated-XXXXX-of-YYYYY.tfrecord` shards of `tf.train.Example`
 records (raw uint8 image bytes, its shape, label, stable example id and the
 label-noise flag), with a `manifest.json` of record counts per shard. This
@@ -113,13 +113,13 @@ def verify_shards(path_glob):
         except (tf.errors.DataLossError, tf.errors.OutOfRangeError) as e:
             raise CorruptShardError(
                 f"Curated shard {path} is corrupt or truncated after {n} good records "
-                f"({e.message.splitlines()[0]}); rerun active_keras.curate."
+                f"({e.message.splitlines()[0]}); rerun active_keras.curation.curate."
             ) from None
         want = expected.get(os.path.basename(path))
         if want is not None and want != n:
             raise CorruptShardError(
                 f"Curated shard {path} holds {n} records; its manifest says {want}. "
-                "Rerun active_keras.curate."
+                "Rerun active_keras.curation.curate."
             )
         counts[path] = n
     return counts

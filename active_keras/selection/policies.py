@@ -28,6 +28,30 @@ MODELS = ("learner", "actor", "reference")
 
 
 @dataclasses.dataclass(frozen=True)
+class ModelSet:
+    """Which models a run has besides the learner: decided by `Policy.models` alone.
+
+    The run builds these (`train.build_active_learner`), `ActiveLearner`
+    checks and completes them, the FLOP ledger counts them
+    (`ActiveLearner.step_roles`) and `curate` scores with them.
+
+    Attributes:
+        reference: A reference model exists (frozen, or trained online).
+        actor: An actor is co-trained on the selected sub-batches.
+        online_reference: The reference trains on every super-batch (ClassAct-Online).
+    """
+
+    reference: bool
+    actor: bool
+    online_reference: bool = False
+
+    @property
+    def frozen_reference(self):
+        """A frozen reference whose per-example losses the policy reads."""
+        return self.reference and not self.online_reference
+
+
+@dataclasses.dataclass(frozen=True)
 class Policy:
     """A registered scoring policy.
 
@@ -42,6 +66,14 @@ class Policy:
     name: str
     fn: Callable[[Mapping[str, tf.Tensor]], tf.Tensor]
     requires: tuple[str, ...]
+
+    def models(self, online_reference=False):
+        """The `ModelSet` of a run of this policy (an online reference is always a reference)."""
+        return ModelSet(
+            reference="reference" in self.requires or bool(online_reference),
+            actor="actor" in self.requires,
+            online_reference=bool(online_reference),
+        )
 
     def __call__(self, losses, batch_size):
         """Scores a super-batch of `batch_size` examples; `None` from `fn` means all equal."""

@@ -5,8 +5,13 @@
     step 1500/3000: test_accuracy 0.8112, train loss 0.5480, 3.21 TFLOPs,
     0:02:10 elapsed, ETA 0:02:10
 
-A Keras "epoch" here is one evaluation interval of a single run: `train.run`
-calls `fit(verbose=0)` and leaves the progress to this line.
+A Keras "epoch" here is one evaluation interval of a single run: the training
+loop (`active_keras.training.loop`) calls `fit(verbose=0)` and leaves the progress to
+this line.
+
+Every callback of a run reads the step from one source, `step_of(model)`: the
+number of updates the model's optimizer has applied (restored with it from a
+checkpoint, so a resumed run counts on from where it stopped).
 
 Example:
 
@@ -27,6 +32,15 @@ import keras
 import tensorflow as tf
 
 
+def step_of(model):
+    """The training step of `model`: its optimizer's update count (`optimizer.iterations`).
+
+    The one step source of every callback of a run (curve, checkpoints, NaN
+    check, selection log, replay record).
+    """
+    return int(model.optimizer.iterations.numpy())
+
+
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or Inf."""
 
@@ -35,20 +49,16 @@ class StopOnNaN(keras.callbacks.Callback):
     """Stops the run with a clear error when the loss becomes NaN or Inf.
 
     Unlike `keras.callbacks.TerminateOnNaN`, it raises, so a CLI run exits
-    non-zero with a message naming the step and the value.
+    non-zero with a message naming the step (`step_of`) and the value.
     """
 
-    def __init__(self, initial_step=0):
-        super().__init__()
-        self.step = initial_step
-
     def on_train_batch_end(self, batch, logs=None):
-        self.step += 1
         for name in ("loss", "actor_loss"):
             value = (logs or {}).get(name)
             if value is not None and not math.isfinite(float(value)):
+                step = step_of(self.model)
                 raise NonFiniteLossError(
-                    f"The {name.replace('_', ' ')} is {float(value)} at step {self.step}; "
+                    f"The {name.replace('_', ' ')} is {float(value)} at step {step}; "
                     "stopping the run. Lower the learning rate, check the inputs for "
                     "NaN/Inf values, or resume from the last checkpoint."
                 )
@@ -70,9 +80,6 @@ class CurveLogger(keras.callbacks.Callback):
         summary_dir: If set, TensorBoard scalars of the evaluation go there.
         curve: Points of an earlier, resumed part of the run.
         extra: Run facts stored beside the curve (policy, sizes, ...).
-        initial_step: The step a resumed run starts from. Steps are counted
-            from it batch by batch, so a resumed run's first, shorter epoch
-            still evaluates at the right step.
         total_steps: The run's length, for the progress line's "step N/total"
             and ETA (without it, neither is shown).
         print_progress: Print one `progress_line` per evaluation.
@@ -87,7 +94,6 @@ class CurveLogger(keras.callbacks.Callback):
         summary_dir=None,
         curve=None,
         extra=None,
-        initial_step=0,
         total_steps=None,
         print_progress=True,
     ):
@@ -99,7 +105,6 @@ class CurveLogger(keras.callbacks.Callback):
         self.ledger = ledger
         self.steps_per_epoch = steps_per_epoch
         self.path = path
-        self.step = self._epoch_start = initial_step
         self.curve = list(curve or [])
         self.extra = dict(extra or {})
         self.writer = tf.summary.create_file_writer(summary_dir) if summary_dir else None
@@ -141,21 +146,15 @@ class CurveLogger(keras.callbacks.Callback):
         os.replace(tmp, self.path)  # Atomic: a killed run never leaves half a file.
 
     def on_train_begin(self, logs=None):
+        step = step_of(self.model)
         if not self.curve:
-            self.add(self.point(self.step))
+            self.add(self.point(step))
             self._print(self.curve[-1], note="before training")
         if self._clock is None:
-            self._clock = (time.monotonic(), self.step)
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._epoch_start = self.step
-
-    def on_train_batch_end(self, batch, logs=None):
-        # `batch` is the last step of this call (several with steps_per_execution).
-        self.step = self._epoch_start + batch + 1
+            self._clock = (time.monotonic(), step)
 
     def on_epoch_end(self, epoch, logs=None):
-        self.add(self.point(self.step, logs))
+        self.add(self.point(step_of(self.model), logs))
         self._print(self.curve[-1])
 
     def _print(self, point, note=None):

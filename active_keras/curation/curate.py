@@ -20,7 +20,7 @@ Outputs in `--out_dir`: `scores.npz` (`example_id`, `score`, `label`,
 Example:
 
 ```
-python -m active_keras.curate --reference=runs/reference.keras --data=fashion_mnist \
+python -m active_keras.curation.curate --reference=runs/reference.keras --data=fashion_mnist \
     --label_noise=0.2 --keep_fraction=0.5 --out_dir=runs/curated
 python -m active_keras.main --gin_file=gin/uniform.gin --model_dir=runs/on_curated \
     --gin_bindings="ImageClassificationData.curated_dir = 'runs/curated'"
@@ -38,6 +38,7 @@ import tensorflow as tf
 
 from active_keras.data import curated
 from active_keras.data.classification import ImageClassificationData
+from active_keras.selection import policies
 from active_keras.tasks.classification import ClassificationTask
 
 
@@ -48,8 +49,16 @@ def _batches(split, batch_size):
         yield start, split.images[start:stop], split.labels[start:stop]
 
 
+def scoring_policy(actor=None):
+    """The policy curation scores with: `learnability` with an actor, else `easy_reference`.
+
+    Registered policies (`active_keras.selection.policies`), as training scores.
+    """
+    return "easy_reference" if actor is None else "learnability"
+
+
 def score_split(split, reference, loss, actor=None, batch_size=1024):
-    """Scores every example of `split`; returns float32 scores in split order.
+    """Scores every example of `split` under `scoring_policy(actor)`; float32, in split order.
 
     Args:
         split: A `classification.Split` (uint8 images, labels).
@@ -65,13 +74,17 @@ def score_split(split, reference, loss, actor=None, batch_size=1024):
     ```
     """
 
+    policy = policies.get(scoring_policy(actor))
+    models = {"reference": reference, "actor": actor}
+
     @tf.function(jit_compile=False)
     def batch_scores(x, y):
         x = tf.cast(x, tf.float32) / 255.0  # As the training pipeline feeds it.
-        ref = tf.cast(loss.call(y, reference(x, training=False)), tf.float32)
-        if actor is None:
-            return -ref
-        return tf.cast(loss.call(y, actor(x, training=False)), tf.float32) - ref
+        losses = {
+            name: tf.cast(loss.call(y, models[name](x, training=False)), tf.float32)
+            for name in policy.requires
+        }
+        return policy(losses, tf.shape(y)[0])
 
     scores = np.empty(len(split), np.float32)
     for start, x, y in _batches(split, batch_size):
@@ -206,7 +219,7 @@ def curate(
     manifest = {
         "data": data.name,
         "split": split,
-        "policy": "easy_reference" if actor is None else "learnability",
+        "policy": scoring_policy(actor),
         "keep_fraction": keep_fraction,
         "scored": len(scores),
         "kept": int(mask.sum()),

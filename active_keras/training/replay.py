@@ -12,8 +12,9 @@ no scoring cost.
 - `load_selected_ids(dir)` returns the `[steps, b]` ids of a run.
 - `replay_dataset(data, dir)` gives those sub-batches in order, from the train
   split of an `ImageClassificationData`.
-- `train_replay(...)` (`run.replay_from = 'DIR'` on the command line) trains
-  the task's learner on them and writes the same `metrics.json` curve.
+- `ReplayRun(...).run()` (`run.replay_from = 'DIR'` on the command line) trains
+  the task's learner on them (a variant of `loop.Loop`: a killed replay
+  resumes from its checkpoints) and writes the same `metrics.json` curve.
 
 Example:
 
@@ -23,6 +24,7 @@ learner.fit(ds.map(lambda x, y, m: (x, y)), epochs=1)
 ```
 """
 
+import dataclasses
 import glob
 import os
 import warnings
@@ -31,8 +33,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from active_keras import callbacks as callbacks_lib
-from active_keras import flops
+from active_keras.analysis import flops
+from active_keras.training import callbacks as callbacks_lib
+from active_keras.training import loop
 
 FOLDER = "replay"
 
@@ -77,12 +80,9 @@ class ReplayRecorder(keras.callbacks.Callback):
         self._rows, self._first = [], None
         self._checked = self._active = False
 
-    def _step(self):
-        return int(self.model.optimizer.iterations.numpy())
-
     def on_train_begin(self, logs=None):
         os.makedirs(self.folder, exist_ok=True)
-        start = self._step()
+        start = callbacks_lib.step_of(self.model)
         self._rows, self._first, self._checked = [], start, False
         # Resumed from a checkpoint at `start`: rows at or past it are from the lost part.
         for first, path in _chunks(self.folder):
@@ -196,79 +196,68 @@ class _Plain(keras.Model):
         return self.learner(inputs, training=training)
 
 
-def train_replay(
-    model_dir,
-    task,
-    replay_from,
-    optimizer_fn,
-    eval_every,
-    num_steps=None,
-    jit_compile=True,
-    seed=0,
-    verbose=2,
-):
-    """Trains `task`'s learner on the sub-batches recorded in `replay_from`.
+class ReplayRun(loop.Loop):
+    """Trains `task`'s learner with plain `fit` on the sub-batches recorded in `replay_from`.
 
     Writes `metrics.json` (the same curve and FLOP ledger as `train.run`, with
-    no scoring cost) and `learner.keras` into `model_dir`.
+    no scoring cost) and `learner.keras` into `model_dir`; checkpoints into
+    `model_dir/checkpoints`, from which a rerun resumes (`active_keras.training.loop`).
 
     Args:
         model_dir: Output folder.
         task: The task of the recorded run (its data set-up must match).
         replay_from: The recorded run's model_dir (or its `replay/` folder).
         optimizer_fn: `fn(num_steps=) -> optimizer`.
-        eval_every: Steps between evaluations; must divide `num_steps`.
-        num_steps: Steps replayed (default: all recorded, rounded down to `eval_every`).
+        schedule: A `loop.Schedule`; its `num_steps` may be 0 for every recorded
+            step, rounded down to `eval_every`.
         jit_compile: XLA-compile the train step.
         seed: Seed of the learner's initial weights.
-        verbose: 0 silent, 1 Keras's progress bar and the evaluation lines, 2 (default)
-            one line per evaluation.
-
-    Returns:
-        The curve.
     """
-    recorded = len(load_selected_ids(replay_from))
-    num_steps = num_steps or recorded - recorded % eval_every
-    if not 0 < num_steps <= recorded or num_steps % eval_every:
-        raise ValueError(
-            f"Replay of {num_steps} steps: {recorded} are recorded in {replay_from!r}, and "
-            f"num_steps must be a positive multiple of eval_every={eval_every}."
+
+    def __init__(self, model_dir, task, replay_from, optimizer_fn, schedule, *, jit_compile, seed):
+        recorded = len(load_selected_ids(replay_from))
+        num_steps = schedule.num_steps or recorded - recorded % schedule.eval_every
+        if not 0 < num_steps <= recorded:
+            raise ValueError(
+                f"Replay of {num_steps} steps: {recorded} are recorded in {replay_from!r}, and "
+                f"num_steps must be a positive multiple of eval_every={schedule.eval_every}."
+            )
+        schedule = dataclasses.replace(schedule, num_steps=num_steps)
+        keras.utils.set_random_seed(seed)
+        model = _Plain(task.build_learner(), name="replay")
+        model.compile(
+            optimizer=optimizer_fn(num_steps=num_steps),
+            loss=task.loss(),
+            metrics=task.metrics(),
+            jit_compile=jit_compile,
         )
-    keras.utils.set_random_seed(seed)
-    model = _Plain(task.build_learner(), name="replay")
-    model.compile(
-        optimizer=optimizer_fn(num_steps=num_steps),
-        loss=task.loss(),
-        metrics=task.metrics(),
-        jit_compile=jit_compile,
-    )
-    ds = replay_dataset(task.data, replay_from).map(lambda x, y, m: (x, y))
-    b = int(ds.element_spec[0].shape[0])
-    learner = model.learner
-    input_shape = tuple(learner.input_shape[1:])
-    ledger = flops.FlopLedger(
-        flops={"learner": flops.forward_flops(learner, input_shape)},
-        super_batch_size=b,
-        sub_batch_size=b,
-    )
-    facts = {"policy": "replay", "replay_from": replay_from, "sub_batch_size": b, "seed": seed}
-    logger = callbacks_lib.CurveLogger(
-        task,
-        ledger,
-        eval_every,
-        os.path.join(model_dir, "metrics.json"),
-        extra=facts,
-        total_steps=num_steps,
-        print_progress=verbose > 0,
-    )
-    model.fit(
-        ds.repeat(),  # Bounded by steps: `repeat` keeps Keras from counting the dataset.
-        epochs=num_steps // eval_every,
-        steps_per_epoch=eval_every,
-        shuffle=False,  # The recorded order is the point.
-        # Keras's progress bar only for verbose=1; else the evaluation line is the progress.
-        verbose=1 if verbose == 1 else 0,
-        callbacks=[callbacks_lib.StopOnNaN(), logger],
-    )
-    learner.save(os.path.join(model_dir, "learner.keras"))
-    return logger.curve
+        self.task, self.replay_from, self.model_dir = task, replay_from, model_dir
+        b = int(self.dataset(0).element_spec[0].shape[0])
+        facts = {"policy": "replay", "replay_from": replay_from, "sub_batch_size": b, "seed": seed}
+        super().__init__(model, os.path.join(model_dir, "checkpoints"), schedule, facts)
+        learner = model.learner
+        self.ledger = flops.FlopLedger(
+            flops={"learner": flops.forward_flops(learner, tuple(learner.input_shape[1:]))},
+            super_batch_size=b,
+            sub_batch_size=b,
+        )
+
+    def dataset(self, start_step):
+        ds = replay_dataset(self.task.data, self.replay_from, start_step=start_step)
+        # Bounded by steps: `repeat` keeps Keras from counting the dataset.
+        return ds.map(lambda x, y, m: (x, y)).repeat()
+
+    def curve_logger(self, curve):
+        return callbacks_lib.CurveLogger(
+            self.task,
+            self.ledger,
+            self.eval_every,
+            os.path.join(self.model_dir, "metrics.json"),
+            curve=curve,
+            extra=self.facts,
+            total_steps=self.num_steps,
+            print_progress=self.verbose > 0,
+        )
+
+    def save(self):
+        self.model.learner.save(os.path.join(self.model_dir, "learner.keras"))

@@ -1,4 +1,4 @@
-"""Records what the selection does during training, for `active_keras.report`.
+"""Records what the selection does during training, for `active_keras.analysis.report`.
 
 Every `every` learner updates, `SelectionLogger` draws a few super-batches from
 its own stream of the training split, scores them with the model's current
@@ -39,6 +39,8 @@ import os
 import keras
 import numpy as np
 import tensorflow as tf
+
+from active_keras.training import callbacks as callbacks_lib
 
 RECORDS = "records.jsonl"
 
@@ -105,9 +107,6 @@ class SelectionLogger(keras.callbacks.Callback):
         self._iterator = None
         self._last_step = None
 
-    def _step(self):
-        return int(self.model.optimizer.iterations.numpy())
-
     def on_train_begin(self, logs=None):
         os.makedirs(self.log_dir, exist_ok=True)
         size = self.model.super_batch_size
@@ -115,17 +114,17 @@ class SelectionLogger(keras.callbacks.Callback):
             raise ValueError("SelectionLogger needs an ActiveLearner with super_batch_size set.")
         # Its own stream (another shuffle seed), so training sees exactly the batches it
         # would see without the logger; offset by the step, so a resumed run's differ.
-        seed = self.seed + self._step()
+        seed = self.seed + callbacks_lib.step_of(self.model)
         ds = self.task.dataset("train", size, shuffle=True, repeat=True, seed=seed)
         self._iterator = iter(ds)
 
     def on_train_batch_end(self, batch, logs=None):
-        step = self._step()
+        step = callbacks_lib.step_of(self.model)
         if step % self.every == 0 and step != self._last_step:
             self.record(step)
 
     def on_train_end(self, logs=None):
-        step = self._step()
+        step = callbacks_lib.step_of(self.model)
         if step != self._last_step:
             self.record(step)  # The end of the run, when it is not on the grid.
 

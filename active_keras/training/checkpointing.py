@@ -1,13 +1,18 @@
 """Checkpoints that resume an interrupted run exactly where its last checkpoint left it.
 
-A checkpoint (`tf.train.Checkpoint`, managed by `tf.train.CheckpointManager` in
-`MODEL_DIR/checkpoints`) holds everything the rest of the run depends on:
+A checkpoint (`tf.train.Checkpoint`, managed by `tf.train.CheckpointManager`)
+holds everything the rest of the run depends on. For an `ActiveLearner`
+(`ActiveLearner.checkpointable_state`):
 
 - the learner's and the actor's variables (non-trainable ones and the dropout
   seed states included), and the reference's only when it trains online;
 - every optimizer's variables (learner, actor, online reference), iterations
   and loss scale included;
 - the sampling `SeedGenerator` state of the `ActiveLearner`;
+
+for a plain `keras.Model` (the reference's pre-training, a replay;
+`plain_state`) its variables and its optimizer's; and for both:
+
 - the step counter, which is also the data position: the training data order is
   a pure function of (seed, step) (see `ImageClassificationData.dataset`), so a
   resumed run starts its dataset at that step, without reading what came before;
@@ -15,27 +20,26 @@ A checkpoint (`tf.train.Checkpoint`, managed by `tf.train.CheckpointManager` in
   resets them at the start of the first resumed epoch);
 - the metric curve so far (JSON), which also gives the FLOP ledger's position.
 
-The frozen reference is *not* in checkpoints: it is loaded from its own file
-(`run.reference_path`), as `ActiveLearner` keeps it out of Keras tracking.
+The frozen reference is *not* in an active run's checkpoints: it is loaded from
+its own file (`run.reference_path`), as `ActiveLearner` keeps it out of Keras
+tracking.
 
 Writes are atomic (the manager renames its state file after the data is on
 disk), so a run killed while saving resumes from the previous checkpoint.
 Under `MultiWorkerMirroredStrategy` every worker saves (the save is a
-collective step for the strategy); only the chief writes into
-`MODEL_DIR/checkpoints`, the others into a temporary folder they delete.
+collective step for the strategy); only the chief writes into the checkpoint
+folder, the others into a temporary folder they delete.
 
-Example:
+The training loop (`active_keras.training.loop.Loop`) creates, restores and calls the
+`Checkpointer`; used alone:
 
 ```python
 ckpt = Checkpointer(os.path.join(model_dir, "checkpoints"), model, every=100, total_steps=1000)
 start, curve = ckpt.restore()  # 0 and [] for a fresh run
-for seg in segments(start, num_steps=1000, eval_every=250):
-    model.fit(train_dataset(task, 128, seed, seg.start_step), initial_epoch=seg.initial_epoch,
-              epochs=seg.epochs, steps_per_epoch=seg.steps_per_epoch, callbacks=[..., ckpt])
+model.fit(..., callbacks=[..., ckpt])
 ```
 """
 
-import collections
 import json
 import os
 import shutil
@@ -43,44 +47,9 @@ import shutil
 import keras
 import tensorflow as tf
 
-Segment = collections.namedtuple(
-    "Segment", ["start_step", "initial_epoch", "epochs", "steps_per_epoch"]
-)
+from active_keras.training import callbacks as callbacks_lib
 
 FACTS_FILE = "run_facts.json"
-
-
-def segments(start_step, num_steps, eval_every):
-    """The `fit()` calls that take a run from `start_step` to `num_steps`.
-
-    Keras epochs are evaluation intervals of `eval_every` steps. A run resumed
-    in the middle of one first finishes it with a shorter one-epoch `fit()`;
-    epoch numbers stay those of an uninterrupted run.
-
-    Returns:
-        A list of `Segment`s (empty when the run is complete).
-    """
-    out = []
-    step = start_step
-    if step < num_steps and step % eval_every:
-        epoch = step // eval_every
-        out.append(Segment(step, epoch, epoch + 1, (epoch + 1) * eval_every - step))
-        step = (epoch + 1) * eval_every
-    if step < num_steps:
-        out.append(Segment(step, step // eval_every, num_steps // eval_every, eval_every))
-    return out
-
-
-def train_dataset(task, super_batch_size, seed, start_step):
-    """The training super-batches of `task` from step `start_step` on.
-
-    Through the task's `start_batch=` (`tasks.base.Task.dataset`): the batches
-    are exactly those an uninterrupted run would see at those steps (at no
-    cost for classification data; ClipTask reads the seeded stream up to there).
-    """
-    return task.dataset(
-        "train", super_batch_size, shuffle=True, repeat=True, seed=seed, start_batch=start_step
-    )
 
 
 class _JsonState(tf.train.experimental.PythonState):
@@ -107,6 +76,52 @@ def _zero_batch(element_spec):
     )
 
 
+def by_position(variables):
+    """`{position: variable}`: a model's variable order is fixed by its architecture.
+
+    Keras paths carry automatic names ("adam_1/...") that depend on what else
+    the process built before; positions do not.
+    """
+    return {str(i): v for i, v in enumerate(variables)}
+
+
+def metric_variables(model):
+    """`{"<metric>/<i>": variable}` of `model.metrics` (the fit metrics of a run)."""
+    return {f"{m.name}/{i}": v for m in model.metrics for i, v in enumerate(m.variables)}
+
+
+def build_compiled_metrics(model, batch):
+    """Creates the compiled metrics' variables from one batch (Keras does it in the first step).
+
+    So that they exist, and can be restored, before training starts.
+
+    Args:
+        model: A compiled, built `keras.Model` (an `ActiveLearner` too).
+        batch: A batch as `fit()` takes it: `(x, y, ...)` (values do not matter, shapes do).
+    """
+    compiled = [m for m in model.metrics if m.name == "compile_metrics"]
+    if not compiled or compiled[0].built:
+        return
+    x, y = batch[0], batch[1]
+    with model.distribute_strategy.scope():
+        compiled[0].build(y, model(x, training=False))
+
+
+def plain_state(model):
+    """The training state of a compiled plain `keras.Model`, built for `Checkpointer`.
+
+    Its variables, its optimizer's (built here if `fit()` has not yet) and
+    its fit metrics.
+    """
+    if not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    return {
+        "model": by_position(model.variables),
+        "optimizer": by_position(model.optimizer.variables),
+        "metrics": metric_variables(model),
+    }
+
+
 def _task_info():
     """`(task_type, task_id)` of this worker under a multi-worker strategy, else `(None, None)`."""
     resolver = getattr(tf.distribute.get_strategy(), "cluster_resolver", None)
@@ -129,9 +144,12 @@ class Checkpointer(keras.callbacks.Callback):
     then holds that step's evaluated point. Put `StopOnNaN` before it, so that
     a non-finite step is never checkpointed.
 
+    The step (`callbacks.step_of`) is the model's optimizer's update count.
+
     Args:
         directory: Checkpoint folder (created when first saving).
-        model: The compiled, built `ActiveLearner`.
+        model: The compiled, built model (an `ActiveLearner`, or a plain
+            `keras.Model` with `state_fn=lambda: plain_state(model)`).
         every: Steps between checkpoints.
         total_steps: The run's last step (always checkpointed).
         max_to_keep: Checkpoints kept on disk.
@@ -140,6 +158,9 @@ class Checkpointer(keras.callbacks.Callback):
             checkpoint would silently continue another run.
         element_spec: The training batches' `element_spec`: lets the compiled
             metrics be built (and so checkpointed) before `fit()`.
+        state_fn: `fn() -> {name: variable, or {key: variable}}`, what is
+            saved, with the fit metrics under "metrics"; called once the
+            compiled metrics are built (default: `model.checkpointable_state`).
     """
 
     def __init__(
@@ -151,6 +172,7 @@ class Checkpointer(keras.callbacks.Callback):
         max_to_keep=2,
         facts=None,
         element_spec=None,
+        state_fn=None,
     ):
         super().__init__()
         if every is None or every <= 0:
@@ -160,7 +182,6 @@ class Checkpointer(keras.callbacks.Callback):
         self.total_steps = total_steps
         self.facts = dict(facts or {})
         self.step = 0
-        self._epoch_start = 0
         self._curve_fn = list
         self._metrics_path = None
         self._step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
@@ -168,8 +189,14 @@ class Checkpointer(keras.callbacks.Callback):
         self._mid_epoch_var = tf.Variable(False, trainable=False, name="mid_epoch")
         if element_spec is not None:
             # A resumed run restores the compiled metrics before its first step: create them now.
-            model.build_compiled_metrics(_zero_batch(element_spec))
-        self._bind(model)
+            build_compiled_metrics(model, _zero_batch(element_spec))
+        state = (state_fn or model.checkpointable_state)()
+        self.checkpoint = tf.train.Checkpoint(
+            **state,
+            step=self._step_var,
+            curve=self._curve_state,
+            mid_epoch=self._mid_epoch_var,
+        )
         task_type, task_id = _task_info()
         cluster = {}
         if task_type is not None:
@@ -181,11 +208,6 @@ class Checkpointer(keras.callbacks.Callback):
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, write_dir, max_to_keep=max_to_keep, step_counter=self._step_var
         )
-
-    def _bind(self, model):
-        state = model.checkpointable_state()
-        state.update(step=self._step_var, curve=self._curve_state, mid_epoch=self._mid_epoch_var)
-        self.checkpoint = tf.train.Checkpoint(**state)
 
     def track_curve(self, curve_fn):
         """Saves `curve_fn()` (the curve logger's points) with each checkpoint."""
@@ -216,7 +238,6 @@ class Checkpointer(keras.callbacks.Callback):
                 f"configuration that wrote it, or delete {self.directory} to start over."
             ) from e
         self.step = int(self._step_var.numpy())
-        self._epoch_start = self.step
         curve = self._curve_state.value
         if bool(self._mid_epoch_var.numpy()):
             # Fit metrics of a half-done interval: put back after Keras resets them.
@@ -266,17 +287,16 @@ class Checkpointer(keras.callbacks.Callback):
     # ----------------------------------------------------------- callbacks
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._epoch_start = self.step
         if self._metrics_path is not None:
             # Keras has just reset the fit metrics: give back those of the steps
             # of this interval that ran before the checkpoint.
-            metrics = tf.train.Checkpoint(metrics=self.model.checkpointable_state()["metrics"])
+            metrics = tf.train.Checkpoint(metrics=metric_variables(self.model))
             metrics.restore(self._metrics_path).expect_partial()
             self._metrics_path = None
 
     def on_train_batch_end(self, batch, logs=None):
         # `batch` is the last step of this call (several with steps_per_execution).
-        previous, self.step = self.step, self._epoch_start + batch + 1
+        previous, self.step = self.step, callbacks_lib.step_of(self.model)
         steps = (self.params or {}).get("steps")
         last_of_epoch = steps is not None and batch + 1 >= steps
         if not last_of_epoch and self.step // self.every > previous // self.every:

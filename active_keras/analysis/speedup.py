@@ -6,7 +6,7 @@ speedup = (updates the baseline needs to reach its best metric) /
 Example:
 
 ```python
-from active_keras import speedup
+from active_keras.analysis import speedup
 speedup.compare(uniform_curve, classact_curve)["update_speedup"]
 ```
 """

@@ -7,7 +7,7 @@ TensorFlow's runtime holds the interpreter lock until every peer has joined).
 Example:
 
 ```python
-from active_keras import peers
+from active_keras.training import peers
 
 with peers.start_deadline(600):
     strategy = tf.distribute.MultiWorkerMirroredStrategy()

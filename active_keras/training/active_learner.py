@@ -46,8 +46,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from active_keras import replicas
 from active_keras.selection import policies, selectors
+from active_keras.training import checkpointing, replicas
 
 METADATA_KEYS = ("sample_weight", "corrupted", "example_id")
 SELECTION_SCOPES = ("local", "global")
@@ -103,10 +103,6 @@ def _weights_of(sample_weight):
     if isinstance(sample_weight, dict) and set(sample_weight) <= set(METADATA_KEYS):
         return sample_weight.get("sample_weight")
     return sample_weight
-
-
-def _by_position(variables):
-    return {str(i): v for i, v in enumerate(variables)}
 
 
 def _unreduced(identifier):
@@ -296,7 +292,7 @@ class ActiveLearner(replicas.MultiWorkerBuild, keras.Model):
             Keras turns XLA off for the step; `True` / `False`: always / never.
         reference_losses: Precomputed per-example losses of the frozen
             reference, a float32 vector indexed by `example_id` (see
-            `active_keras.reference_losses`). The step then looks each
+            `active_keras.selection.reference_losses`). The step then looks each
             example's reference loss up (`tf.gather`, XLA-compatible) instead of
             running the reference over the super-batch; every batch must carry
             `metadata["example_id"]`. Valid only when an example's reference
@@ -349,19 +345,19 @@ class ActiveLearner(replicas.MultiWorkerBuild, keras.Model):
         self._fit_super_batch_size = None
         if super_batch_size is not None:
             self.sub_batch_size(super_batch_size)  # Fails early on b == 0 or b == B.
-        needs = set(self.policy.requires)
+        # Which models exist: the policy's answer (`Policy.models`), asked only here.
+        self.model_set = self.policy.models(online_reference)
         if online_reference and reference_losses is not None:
             raise ValueError(
                 "reference_losses are losses of a frozen reference; an online reference changes "
                 "every step. Use one or the other."
             )
-        if ("reference" in needs and reference_losses is None or online_reference) and (
-            reference is None
-        ):
+        looked_up = self.model_set.frozen_reference and reference_losses is not None
+        if self.model_set.reference and not looked_up and reference is None:
             raise ValueError(
                 f"Policy {self.policy.name!r} needs a reference model: pass reference=."
             )
-        if "actor" in needs and actor is None:
+        if self.model_set.actor and actor is None:
             if reference is None:
                 raise ValueError(f"Policy {self.policy.name!r} needs an actor: pass actor=.")
             actor = _fresh_copy(reference)
@@ -392,7 +388,7 @@ class ActiveLearner(replicas.MultiWorkerBuild, keras.Model):
         self.corrupted_tracker = keras.metrics.Mean(name="selected_corrupted")
         self._per_example_loss = None  # From compile()'s loss.
         if super_batch_size is not None:
-            # Ids of the last selected sub-batch, read by `active_keras.replay` (one device only).
+            # Ids of the last selected sub-batch, read by `training.replay` (one device only).
             self._untracked.selected_ids = tf.Variable(
                 tf.zeros([self.sub_batch_size(super_batch_size)], tf.int64),
                 trainable=False,
@@ -449,7 +445,7 @@ class ActiveLearner(replicas.MultiWorkerBuild, keras.Model):
             table: float32 vector of the frozen reference's per-example loss,
                 indexed by example id (ids absent from the data may hold NaN).
         """
-        if "reference" not in self.policy.requires:
+        if not self.model_set.frozen_reference:
             raise ValueError(
                 f"Policy {self.policy.name!r} does not read reference losses; "
                 "reference_losses would not be used."
@@ -578,7 +574,7 @@ class ActiveLearner(replicas.MultiWorkerBuild, keras.Model):
             raise ValueError(
                 "A distributed dataset with bool tensors: Keras cannot reduce them across "
                 "replicas. Give label-noise marks ('corrupted') as int32 (the datasets of "
-                "active_keras.distribute do), or pass the tf.data.Dataset itself to fit()."
+                "active_keras.training.distribute do), or pass the tf.data.Dataset itself to fit()."
             )
         return data
 
@@ -637,21 +633,6 @@ class ActiveLearner(replicas.MultiWorkerBuild, keras.Model):
         """`keras.Model.compute_metrics`; a metadata dict in place of sample weights is read."""
         return super().compute_metrics(x, y, y_pred, sample_weight=_weights_of(sample_weight))
 
-    def build_compiled_metrics(self, batch):
-        """Creates the compiled metrics' variables from one batch (Keras does it in the first step).
-
-        So that they exist, and can be restored, before training starts.
-
-        Args:
-            batch: A batch as `fit()` takes it (values do not matter, shapes do).
-        """
-        compiled = [m for m in self.metrics if m.name == "compile_metrics"]
-        if not compiled or compiled[0].built:
-            return
-        x, y, _, _ = unpack_batch(batch)
-        with self.distribute_strategy.scope():
-            compiled[0].build(y, self.learner(x, training=False))
-
     def models(self):
         """`{"learner": ..., "actor": ..., "reference": ...}`: the models present."""
         models = {"learner": self.learner, "actor": self.actor, "reference": self.reference}
@@ -672,8 +653,9 @@ class ActiveLearner(replicas.MultiWorkerBuild, keras.Model):
             looked_up["reference"] = int(np.isfinite(self.reference_loss_table).sum())
         return {
             "scored_by": scored_by,
+            # An actor given without a policy that reads it still trains (and costs).
             "trained_on_sub_batch": ("learner",) + (("actor",) if self.actor is not None else ()),
-            "trained_on_super_batch": ("reference",) if self.online_reference else (),
+            "trained_on_super_batch": ("reference",) if self.model_set.online_reference else (),
             "looked_up": looked_up,
         }
 
@@ -691,19 +673,19 @@ class ActiveLearner(replicas.MultiWorkerBuild, keras.Model):
         if not self.built or unbuilt:
             raise ValueError("Build and compile the ActiveLearner before taking its state.")
         state = {
-            "learner": _by_position(self.learner.variables),
-            "optimizer": _by_position(self.optimizer.variables),
+            "learner": checkpointing.by_position(self.learner.variables),
+            "optimizer": checkpointing.by_position(self.optimizer.variables),
             "sampling_seed": self.seed_generator.state,
-            "metrics": {
-                f"{m.name}/{i}": v for m in self.metrics for i, v in enumerate(m.variables)
-            },
+            "metrics": checkpointing.metric_variables(self),
         }
         if self.actor is not None:
-            state["actor"] = _by_position(self.actor.variables)
-            state["actor_optimizer"] = _by_position(self.actor_optimizer.variables)
+            state["actor"] = checkpointing.by_position(self.actor.variables)
+            state["actor_optimizer"] = checkpointing.by_position(self.actor_optimizer.variables)
         if self.online_reference:
-            state["reference"] = _by_position(self.reference.variables)
-            state["reference_optimizer"] = _by_position(self.reference_optimizer.variables)
+            state["reference"] = checkpointing.by_position(self.reference.variables)
+            state["reference_optimizer"] = checkpointing.by_position(
+                self.reference_optimizer.variables
+            )
         return state
 
     def call(self, inputs, training=False):
@@ -993,7 +975,7 @@ class ActiveLearner(replicas.MultiWorkerBuild, keras.Model):
         if strategy.num_replicas_in_sync > 1:
             raise ValueError(
                 "Under a tf.distribute strategy every super-batch needs a static size: batch "
-                "the dataset with drop_remainder=True (see active_keras.distribute)."
+                "the dataset with drop_remainder=True (see active_keras.training.distribute)."
             )
         if getattr(self._select, "uses_context", False):
             raise ValueError(

@@ -12,7 +12,7 @@ passes, scoring one.
 Example:
 
 ```python
-from active_keras import flops
+from active_keras.analysis import flops
 
 f_learner = flops.forward_flops(learner)
 ledger = flops.FlopLedger.for_learner(active_learner, super_batch_size=128)

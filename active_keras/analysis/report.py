@@ -1,6 +1,6 @@
 r"""Selection report: an HTML page of figures about a run and what it selected.
 
-`python -m active_keras.report --model_dir=DIR [--compare DIR2 ...]` writes
+`python -m active_keras.analysis.report --model_dir=DIR [--compare DIR2 ...]` writes
 `DIR/report/index.html` and its PNG figures (matplotlib, Agg backend):
 
 - test accuracy (the task's primary metric) against learner updates and
@@ -16,12 +16,12 @@ r"""Selection report: an HTML page of figures about a run and what it selected.
   super-batch (with captions for image-text tasks).
 
 The last four come from `DIR/selection_log/`, which `SelectionLogger`
-(`active_keras.selection_log`) records during training; a run without that log
+(`active_keras.analysis.selection_log`) records during training; a run without that log
 gets the curve figures only. The CLI writes the report at the end of each run.
 
 Example:
 
-  python -m active_keras.report --model_dir=runs/classact \
+  python -m active_keras.analysis.report --model_dir=runs/classact \
       --compare runs/classact/baseline
 """
 
@@ -60,7 +60,7 @@ def load_run(model_dir):
         raise FileNotFoundError(f"{path} does not exist: is {model_dir!r} a run directory?")
     with open(path) as f:
         data = json.load(f)
-    from active_keras import selection_log  # Imports TensorFlow: only when a run is read.
+    from active_keras.analysis import selection_log  # Imports TensorFlow: only when a run is read.
 
     log_dir = os.path.join(model_dir, "selection_log")
     config_path = os.path.join(model_dir, "operative_config.gin")

@@ -11,7 +11,7 @@ against the baseline's best result over all budgets.
 Example:
 
 ```python
-from active_keras import ladder
+from active_keras.analysis import ladder
 
 runs = [  # One record per (config, seed, budget) run.
     {"regime": "noise20", "config": "uniform_lr1e-3", "baseline": True, "seed": 0,

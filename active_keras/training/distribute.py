@@ -19,7 +19,7 @@ Where things run under a strategy (see also `ActiveLearner`'s docstring):
 Example:
 
 ```python
-from active_keras import distribute
+from active_keras.training import distribute
 from active_keras.data.classification import ImageClassificationData
 
 strategy = distribute.make_strategy("mirrored")  # All local GPUs.
@@ -38,7 +38,7 @@ import gin
 import tensorflow as tf
 from absl import logging
 
-from active_keras import peers, replicas
+from active_keras.training import peers, replicas
 
 STRATEGIES = ("one_device", "mirrored", "multi_worker_mirrored", "tpu")
 # Long enough for real clusters whose workers start minutes apart.
@@ -70,7 +70,7 @@ def make_strategy(name="one_device", tpu_address=None, devices=None, peer_timeou
             its peers, at start-up (every worker must join the cluster within
             it) and in every collective (`CommunicationOptions.timeout_seconds`).
             A worker whose peer has gone then ends with an error naming the
-            worker that is missing (`active_keras.peers`), instead of waiting
+            worker that is missing (`active_keras.training.peers`), instead of waiting
             without end.
             Default `DEFAULT_PEER_TIMEOUT` (600 s).
 

@@ -17,7 +17,7 @@ error that names what differs.
 Example:
 
 ```python
-from active_keras import reference_losses
+from active_keras.selection import reference_losses
 
 table = reference_losses.load_or_compute("auto", model, task, "runs/ref.keras")
 model.use_reference_losses(table)  # Before fit().

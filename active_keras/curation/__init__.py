@@ -1,0 +1,1 @@
+"""Curation: score a split once with a reference and keep its best fraction (`curate`)."""
