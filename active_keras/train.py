@@ -37,7 +37,7 @@ from active_keras.analysis import flops, report, selection_log
 from active_keras.selection import policies
 from active_keras.selection import reference_losses as reference_losses_lib
 from active_keras.training import callbacks as callbacks_lib
-from active_keras.training import distribute, loop, replay
+from active_keras.training import distribute, loop, replay, replicas
 from active_keras.training.active_learner import ActiveLearner
 
 
@@ -567,6 +567,11 @@ class ActiveRun(loop.Loop):
         return callbacks
 
     def save(self):
+        self._save_outputs()
+        if self.dist is not None:
+            replicas.barrier(self.dist)  # No worker leaves while the chief still writes.
+
+    def _save_outputs(self):
         learner = self.model.learner
         if not (self.dist is None or self.dist.extended.should_checkpoint):  # Not the chief.
             task_id = self.dist.cluster_resolver.task_id

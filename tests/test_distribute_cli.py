@@ -51,9 +51,13 @@ class DistributeCliTest(tf.test.TestCase):
                     f"worker{i}",
                     _cmd(model_dir, ref, "--strategy=multi_worker_mirrored"),
                     cwd=ROOT,
-                    env=worker_env(cluster, i),
+                    # All of TensorFlow's log, to see the chief's collective executor.
+                    env=worker_env(cluster, i, TF_CPP_MIN_LOG_LEVEL="0"),
                 )
             workers.wait(timeout=900)  # Fails at once, with both outputs, if a worker fails.
+            # The workers leave together: the chief saw no peer gone after its last step.
+            self.assertNotIn("unhealthy", workers.output("worker0"))
+            self.assertNotIn("StartAbort", workers.output("worker0"))
         chief = keras.models.load_model(os.path.join(model_dir, "learner.keras"))
         other = keras.models.load_model(os.path.join(model_dir, "learner.worker1.keras"))
         for a, b in zip(chief.weights, other.weights, strict=True):

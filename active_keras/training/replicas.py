@@ -87,6 +87,18 @@ def _multi_worker(strategy):
     return len(spec.get("chief", [])) + len(spec.get("worker", [])) > 1
 
 
+def barrier(strategy):
+    """Returns once every worker of a multi-worker `strategy` has called it (else at once).
+
+    An all-reduce of one scalar. A multi-worker run ends with it so that no
+    worker exits while the chief still writes its outputs: the chief's
+    collective executor would see a peer gone and log an abort ("tasks are
+    unhealthy") at the end of a run that succeeded.
+    """
+    if _multi_worker(strategy):
+        strategy.reduce("SUM", strategy.run(lambda: tf.constant(1.0)), axis=None)
+
+
 def step_logs(logs):
     """Step logs as `[1]` tensors in multi-worker mode (keras 3, tensorflow#72388).
 
