@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
 
-from active_keras.data import classification, fashion_mnist, idx, label_noise, validation
+from active_keras.data import classification, fashion_mnist, idx, label_noise, pixels, validation
 from active_keras.data.errors import MissingDataError
 
 
@@ -22,6 +22,17 @@ def _write_idx(path, array):
     )
     with gzip.open(path, "wb") as f:
         f.write(header + array.astype(np.uint8).tobytes())
+
+
+class PixelsTest(tf.test.TestCase):
+    def test_to_unit_eagerly_and_inside_tf_data(self):
+        images = np.array([[[0], [128], [255]]], np.uint8)
+        expected = np.array([[[0.0], [128 / 255], [1.0]]], np.float32)
+        eager = pixels.to_unit(images)
+        self.assertEqual(eager.dtype, tf.float32)
+        self.assertAllClose(eager, expected)
+        (mapped,) = list(tf.data.Dataset.from_tensors(images).map(pixels.to_unit))
+        self.assertAllClose(mapped, expected)
 
 
 class DataTest(parameterized.TestCase, tf.test.TestCase):

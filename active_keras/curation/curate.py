@@ -36,7 +36,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from active_keras.data import curated
+from active_keras.data import curated, pixels
 from active_keras.data.classification import ImageClassificationData
 from active_keras.selection import policies
 from active_keras.tasks.classification import ClassificationTask
@@ -79,7 +79,7 @@ def score_split(split, reference, loss, actor=None, batch_size=1024):
 
     @tf.function(jit_compile=False)
     def batch_scores(x, y):
-        x = tf.cast(x, tf.float32) / 255.0  # As the training pipeline feeds it.
+        x = pixels.to_unit(x)  # As the training pipeline feeds it.
         losses = {
             name: tf.cast(loss.call(y, models[name](x, training=False)), tf.float32)
             for name in policy.requires

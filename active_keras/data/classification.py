@@ -17,7 +17,7 @@ import gin
 import numpy as np
 import tensorflow as tf
 
-from active_keras.data import curated, fashion_mnist, image_folder, validation
+from active_keras.data import curated, fashion_mnist, image_folder, pixels, validation
 from active_keras.data.label_noise import corrupt_labels
 
 
@@ -269,7 +269,7 @@ class ImageClassificationData:
             if start_batch:
                 ds = ds.skip(start_batch)
         ds = ds.map(
-            lambda x, y, m: (tf.cast(x, tf.float32) / 255.0, y, m),
+            lambda x, y, m: (pixels.to_unit(x), y, m),
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
         )

@@ -25,6 +25,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from active_keras.data import pixels
+
 MANIFEST = "manifest.json"
 PATTERN = "curated-*.tfrecord"
 
@@ -141,7 +143,7 @@ def curated_dataset(path_glob, verify=True):
     if verify:
         verify_shards(path_glob)
     ds = tf.data.TFRecordDataset(files).map(_parse, num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.map(lambda x, y, m: (tf.cast(x, tf.float32) / 255.0, y, m))
+    return ds.map(lambda x, y, m: (pixels.to_unit(x), y, m))
 
 
 def load_split(path_glob):

@@ -47,6 +47,7 @@ import tensorflow as tf
 from absl import logging
 from PIL import Image
 
+from active_keras.data import pixels
 from active_keras.data.errors import MissingDataError
 
 ROOT = "/usr/share/openclipart/png"
@@ -280,7 +281,7 @@ def decode_image(image_bytes, image_size=64):
 
     is_png = tf.strings.substr(image_bytes, 0, 8) == b"\x89PNG\r\n\x1a\n"
     rgba = tf.cond(is_png, lambda: tf.io.decode_png(image_bytes, channels=4, dtype=tf.uint8), other)
-    rgba = tf.cast(rgba, tf.float32) / 255.0
+    rgba = pixels.to_unit(rgba)
     rgb, alpha = rgba[..., :3], rgba[..., 3:]
     rgb = rgb * alpha + (1.0 - alpha)
     # resize_with_pad pads with zeros: pad the "ink" (1 - rgb) so padding is white.
@@ -450,7 +451,7 @@ class OpenClipArt:
             )
             ds = ds.map(
                 lambda image, tok, label, example_id: (
-                    tf.cast(image, tf.float32) / 255.0,
+                    pixels.to_unit(image),
                     tok,
                     label,
                     example_id,

@@ -210,12 +210,3 @@ def progress_line(point, metric, total_steps=None, elapsed=None, eta=None):
     if eta is not None:
         parts.append(f"ETA {_clock(eta)}")
     return f"step {step}: " + ", ".join(parts)
-
-
-def load_curve(path):
-    """The curve and run facts of a `metrics.json`, or `({}, [])` if absent."""
-    if not os.path.exists(path):
-        return {}, []
-    with open(path) as f:
-        data = json.load(f)
-    return {k: v for k, v in data.items() if k != "curve"}, data["curve"]

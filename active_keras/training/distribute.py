@@ -38,6 +38,7 @@ import gin
 import tensorflow as tf
 from absl import logging
 
+from active_keras.data import pixels
 from active_keras.training import peers, replicas
 
 STRATEGIES = ("one_device", "mirrored", "multi_worker_mirrored", "tpu")
@@ -250,7 +251,7 @@ def classification_super_batches(
         global_super_batch_size,
         shuffle_buffer=0 if shuffle else None,
         seed=seed,
-        map_fn=lambda x, y, m: (tf.cast(x, tf.float32) / 255.0, y, m),
+        map_fn=lambda x, y, m: (pixels.to_unit(x), y, m),
     )
 
 

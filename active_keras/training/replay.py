@@ -34,6 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from active_keras.analysis import flops
+from active_keras.data import pixels
 from active_keras.training import callbacks as callbacks_lib
 from active_keras.training import loop
 
@@ -175,7 +176,7 @@ def replay_dataset(data, ids_path, batch_size=None, start_step=0):
     corrupted, example_ids = tf.constant(split.corrupted), tf.constant(split.ids)
 
     def gather(i):
-        x = tf.cast(tf.gather(images, i), tf.float32) / 255.0
+        x = pixels.to_unit(tf.gather(images, i))
         meta = {"corrupted": tf.gather(corrupted, i), "example_id": tf.gather(example_ids, i)}
         return x, tf.gather(labels, i), meta
 
