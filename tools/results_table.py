@@ -83,46 +83,76 @@ def _verdict(row):
     return "compute-negative" + bound
 
 
-def ladder_table(path):
-    """ "When does selection pay?": the budget-ladder summary (mean ± std over seeds)."""
+def _for_metric(row, metric):
+    """`row` with every metric-keyed field (ActiveCLIP's summary) narrowed to `metric`."""
+    if metric is None:
+        return row
+    return {k: v[metric] if isinstance(v, dict) and metric in v else v for k, v in row.items()}
+
+
+def _metrics(results):
+    """The metric names of a metric-keyed summary (in the suite's order), else `[None]`."""
+    for rows in results["summary"].values():
+        for name, row in rows.items():
+            if not name.startswith("_") and isinstance(row["final_accuracy_mean"], dict):
+                return list(row["final_accuracy_mean"])
+    return [None]
+
+
+def ladder_table(path, metrics=None):
+    """ "When does selection pay?": the budget-ladder summary (mean ± std over seeds).
+
+    A summary keyed by metric (ActiveCLIP's) gives one table per metric in
+    `metrics` (default: all).
+    """
     with open(path) as f:
         results = json.load(f)
-    lines = [
-        "| regime | run | keep | seeds | final accuracy per budget (mean ± std) | peak | "
-        "updates speed-up | FLOP speed-up | verdict |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for regime, rows in results["summary"].items():
-        for name, row in rows.items():
-            if name.startswith("_"):
-                continue
-            runs = row.get("runs_per_budget") or [row["seeds"]] * len(row["budgets"])
-            per_budget = ", ".join(
-                # One run has no spread to show: say so rather than print "± 0".
-                f"{b}: {m:.4f} ± {sd:.4f}" if n > 1 else f"{b}: {m:.4f} (1 seed)"
-                for b, m, sd, n in zip(
-                    row["budgets"],
-                    row["final_accuracy_mean"],
-                    row["final_accuracy_std"],
-                    runs,
-                    strict=True,
+    lines = []
+    for metric in metrics or _metrics(results):
+        if metric is not None:
+            lines += [f"**{metric}**", ""]
+        lines += [
+            f"| regime | run | keep | seeds | final {'value' if metric else 'accuracy'} per budget "
+            "(mean ± std) | peak | "
+            "updates speed-up | FLOP speed-up | verdict |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for regime, rows in results["summary"].items():
+            for name, row in rows.items():
+                if name.startswith("_"):
+                    continue
+                row = _for_metric(row, metric)
+                runs = row.get("runs_per_budget") or [row["seeds"]] * len(row["budgets"])
+                per_budget = ", ".join(
+                    # One run has no spread to show: say so rather than print "± 0".
+                    f"{b}: {m:.4f} ± {sd:.4f}" if n > 1 else f"{b}: {m:.4f} (1 seed)"
+                    for b, m, sd, n in zip(
+                        row["budgets"],
+                        row["final_accuracy_mean"],
+                        row["final_accuracy_std"],
+                        runs,
+                        strict=True,
+                    )
                 )
-            )
-            lines.append(
-                f"| {regime} | {name} | {row['keep_fraction']:g} | {row['seeds']} | {per_budget} | "
-                f"{row['peak_accuracy_mean']:.4f} | "
-                f"{_pm(row.get('updates_speedup'), row.get('updates_speedup_std'), '.2f', 'x')} | "
-                f"{_pm(row.get('flops_speedup'), row.get('flops_speedup_std'), '.2f', 'x')} | "
-                f"{_verdict(row) if 'flops_speedup' in row else '-'} |"
-            )
-    lines.append("")
-    for regime, rows in results["summary"].items():
-        base = rows.get("_baseline")
-        if base:
-            lines.append(
-                f"- {regime}: best uniform = {base['config']} at {base['budget']} updates, "
-                f"final accuracy {base['final_accuracy_mean']:.4f} (mean over seeds)."
-            )
+                lines.append(
+                    f"| {regime} | {name} | {row['keep_fraction']:g} | {row['seeds']} | "
+                    f"{per_budget} | {row['peak_accuracy_mean']:.4f} | "
+                    f"{_pm(row.get('updates_speedup'), row.get('updates_speedup_std'), '.2f', 'x')}"
+                    f" | {_pm(row.get('flops_speedup'), row.get('flops_speedup_std'), '.2f', 'x')} "
+                    f"| {_verdict(row) if 'flops_speedup' in row else '-'} |"
+                )
+        lines.append("")
+        for regime, rows in results["summary"].items():
+            base = rows.get("_baseline")
+            if base and metric is not None:
+                base = base.get(metric)
+            if base:
+                lines.append(
+                    f"- {regime}: best uniform = {base['config']} at {base['budget']} updates, "
+                    f"final {metric or 'accuracy'} {base['final_accuracy_mean']:.4f} "
+                    "(mean over seeds)."
+                )
+        lines.append("")
     done, missing = len(results["runs"]), len(results["not_run"])
     lines.append(f"- Runs in this summary: {done} of {done + missing}.")
     return "\n".join(lines)
@@ -195,15 +225,26 @@ def thresholds_table(path, thresholds):
     return "\n".join(lines)
 
 
+# The README's headline metrics of a metric-keyed summary (ActiveCLIP); the JSON has all.
+README_METRICS = ("image_to_text_recall@5", "text_to_image_recall@5", "zero_shot_accuracy")
+
+
 def update_readme(path, readme):
-    """Rewrites the block between `<!-- classact-summary -->` markers of `readme`."""
-    start, end = "<!-- classact-summary -->", "<!-- /classact-summary -->"
+    """Rewrites the block between `<!-- SUITE-summary -->` markers of `readme`.
+
+    SUITE is the results file's `suite` (classact, activeclip).
+    """
+    with open(path) as f:
+        results = json.load(f)
+    suite = results["suite"]
+    start, end = f"<!-- {suite}-summary -->", f"<!-- /{suite}-summary -->"
     with open(readme) as f:
         text = f.read()
     head, rest = text.split(start, 1)
     _, tail = rest.split(end, 1)
+    metrics = None if _metrics(results) == [None] else README_METRICS
     with open(readme, "w") as f:
-        f.write(f"{head}{start}\n{ladder_table(path)}\n{end}{tail}")
+        f.write(f"{head}{start}\n{ladder_table(path, metrics)}\n{end}{tail}")
 
 
 if __name__ == "__main__":
