@@ -10,12 +10,52 @@ import json
 import os
 import subprocess
 import sys
+from unittest import mock
 
 import pytest
 import tensorflow as tf
 from PIL import Image
 
+from tools import benchmark
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class LadderRunTest(tf.test.TestCase):
+    def _run(self):
+        ladder = dict(regime="r", config="c", seed=0, budget=10, keep_fraction=0.5)
+        return benchmark.Run("r/c/seed0/n10", ["gin/uniform.gin"], [], ladder=ladder)
+
+    def test_a_run_whose_old_checkpoint_does_not_resume_starts_over_once(self):
+        runs_dir, store = (os.path.join(self.get_temp_dir(), d) for d in ("runs", "store"))
+        run = self._run()
+        checkpoints = os.path.join(runs_dir, run.name, "checkpoints")
+        os.makedirs(checkpoints)
+        calls = []
+
+        def execute(run, runs_dir, smoke, reuse):
+            calls.append(os.path.isdir(checkpoints))
+            if len(calls) == 1:
+                raise RuntimeError(f"run {run.name} failed")
+            for file in ("metrics.json", "operative_config.gin"):
+                with open(os.path.join(runs_dir, run.name, file), "w") as f:
+                    f.write("{}")
+            return run.name, 1.0, "ran"
+
+        with mock.patch.object(benchmark, "_execute", execute):
+            name, _, how = benchmark._execute_ladder(run, runs_dir, store, "abc", reuse=False)
+        self.assertEqual(calls, [True, False])  # Failed on the checkpoint, then ran without it.
+        self.assertIn("from scratch", how)
+        with open(os.path.join(store, run.name, "run.json")) as f:
+            self.assertEqual(json.load(f)["config_hash"], "abc")
+
+    def test_a_failure_without_a_checkpoint_is_raised(self):
+        runs_dir = os.path.join(self.get_temp_dir(), "runs")
+        failing = mock.Mock(side_effect=RuntimeError("run r/c/seed0/n10 failed"))
+        with mock.patch.object(benchmark, "_execute", failing):
+            with self.assertRaisesRegex(RuntimeError, "failed"):
+                benchmark._execute_ladder(self._run(), runs_dir, runs_dir, "abc", reuse=False)
+        self.assertEqual(failing.call_count, 1)
 
 
 class BenchmarkTest(tf.test.TestCase):

@@ -618,10 +618,23 @@ def _reusable(store, run, digest):
 
 
 def _execute_ladder(run, runs_dir, store, digest, reuse):
-    """Runs one ladder run (unless its committed files match `digest`) and stores its files."""
+    """Runs one ladder run (unless its committed files match `digest`) and stores its files.
+
+    A run killed in an earlier sitting resumes from its checkpoint; if that
+    fails (a checkpoint written by other code does not restore), the run
+    starts over once, from scratch.
+    """
     if reuse and _reusable(store, run, digest):
         return run.name, 0.0, "reused"
-    name, seconds, how = _execute(run, runs_dir, smoke=False, reuse=False)
+    try:
+        name, seconds, how = _execute(run, runs_dir, smoke=False, reuse=False)
+    except RuntimeError:
+        checkpoints = os.path.join(runs_dir, run.name, "checkpoints")
+        if not os.path.isdir(checkpoints):
+            raise
+        shutil.rmtree(checkpoints)
+        name, seconds, how = _execute(run, runs_dir, smoke=False, reuse=False)
+        how += " (from scratch: its old checkpoint did not resume)"
     src, dst = os.path.join(runs_dir, run.name), os.path.join(store, run.name)
     os.makedirs(dst, exist_ok=True)
     for file in ("metrics.json", "operative_config.gin"):
@@ -703,6 +716,7 @@ def _run_ladder(suite):
     os.makedirs(out_dir, exist_ok=True)
     start = time.time()
     digests = {r.name: config_hash(r) for r in runs}
+    failed = []
     if not FLAGS.summarize_only:
         todo = [r for r in runs if not (FLAGS.reuse and _reusable(store, r, digests[r.name]))]
         print(f"{len(runs) - len(todo)} runs reused, {len(todo)} to run", flush=True)
@@ -720,7 +734,12 @@ def _run_ladder(suite):
                 for r in todo
             ]
             for fut in concurrent.futures.as_completed(futures):
-                name, seconds, how = fut.result()
+                try:
+                    name, seconds, how = fut.result()
+                except RuntimeError as e:  # Said now; the other runs go on.
+                    failed.append(str(e))
+                    print(f"FAILED: {e}", flush=True)
+                    continue
                 print(f"{name}: {how} ({seconds:.0f} s)", flush=True)
     # Only stored runs of exactly this configuration count (a stale one is listed as not run).
     done = [r for r in runs if _reusable(store, r, digests[r.name])]
@@ -746,6 +765,8 @@ def _run_ladder(suite):
         json.dump(results, f, indent=1)
     plot_ladder(results["summary"], os.path.join(out_dir, f"{FLAGS.suite}.png"), suite.metrics)
     print(f"{len(done)} of {len(runs)} runs done; summary in {out_dir}/{FLAGS.suite}.json")
+    if failed:
+        sys.exit(f"{len(failed)} run(s) failed:\n" + "\n".join(failed))
 
 
 def plot_ladder(summary, path, metrics=None):
