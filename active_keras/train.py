@@ -568,8 +568,7 @@ class ActiveRun(loop.Loop):
 
     def save(self):
         self._save_outputs()
-        if self.dist is not None:
-            replicas.barrier(self.dist)  # No worker leaves while the chief still writes.
+        replicas.barrier(self.dist)  # No worker leaves while the chief still writes.
 
     def _save_outputs(self):
         learner = self.model.learner

@@ -345,7 +345,8 @@ class ActiveLearner(replicas.MultiWorkerBuild, keras.Model):
         self._fit_super_batch_size = None
         if super_batch_size is not None:
             self.sub_batch_size(super_batch_size)  # Fails early on b == 0 or b == B.
-        # Which models exist: the policy's answer (`Policy.models`), asked only here.
+        # Which models exist: the policy's answer (`Policy.models`); `train.build_active_learner`
+        # asks the same question to build them, nothing else decides it.
         self.model_set = self.policy.models(online_reference)
         if online_reference and reference_losses is not None:
             raise ValueError(

@@ -88,7 +88,9 @@ def _multi_worker(strategy):
 
 
 def barrier(strategy):
-    """Returns once every worker of a multi-worker `strategy` has called it (else at once).
+    """Returns once every worker of a multi-worker `strategy` has called it; else at once.
+
+    `strategy` may be None (no tf.distribute).
 
     An all-reduce of one scalar. A multi-worker run ends with it so that no
     worker exits while the chief still writes its outputs: the chief's
