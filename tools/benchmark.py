@@ -152,12 +152,14 @@ def _classact_suite(smoke, reference_path):
         data = [f"ImageClassificationData.label_noise = {noise}"]
         if train_size:
             data.append(f"ImageClassificationData.train_size = {train_size}")
-        for config, gin_file, policy, keep, lr, budgets in _classact_configs(regime):
-            if smoke:
-                if config not in ("uniform_lr1e-3", "learnability_keep0.5"):
-                    continue
-                budgets = (10, 20)
-            for seed in seeds:
+        # Seed-major: a suite stopped part-way has every configuration at the first seeds,
+        # a one-seed answer to each question, rather than three seeds of a few configurations.
+        for seed in seeds:
+            for config, gin_file, policy, keep, lr, budgets in _classact_configs(regime):
+                if smoke:
+                    if config not in ("uniform_lr1e-3", "learnability_keep0.5"):
+                        continue
+                    budgets = (10, 20)
                 for budget in budgets:
                     bindings = data + [
                         f"ActiveLearner.policy = '{policy}'",
