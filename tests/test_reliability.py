@@ -118,6 +118,10 @@ class UninterruptedRunTest(tf.test.TestCase):
         saved_curve = json.loads(reader.get_tensor("curve/.ATTRIBUTES/py_state").decode())
         self.assertEqual(saved_curve, curve)
         self.assertNotIn("checkpoint: resumed", stdout)
+        with open(os.path.join(model_dir, "timing.json")) as f:
+            timing = json.load(f)
+        self.assertEqual(timing["sittings"], 1)
+        self.assertGreater(timing["wall_seconds"], 0)
 
     @pytest.mark.slow  # One more CLI run; the resume test below also needs determinism.
     def test_same_seed_same_run(self):
@@ -161,6 +165,9 @@ class UninterruptedRunTest(tf.test.TestCase):
         self.assertEqual(steps, [0, 6, 12, 18])  # No duplicated or missing points.
         # Bit for bit the uninterrupted run: same data, selections, optimizer states, fit metrics.
         self.assertEqual(metrics, _metrics(model_dir))
+        # The run's time adds up both sittings (timing.json is not part of metrics.json).
+        with open(os.path.join(killed, "timing.json")) as f:
+            self.assertEqual(json.load(f)["sittings"], 2)
         for a, b in zip(_weights(model_dir), _weights(killed), strict=True):
             np.testing.assert_array_equal(a, b)
 

@@ -660,6 +660,11 @@ def _execute_ladder(run, runs_dir, store, digest, reuse):
     for file in ("metrics.json", "operative_config.gin"):
         shutil.copyfile(os.path.join(src, file), os.path.join(dst, file))
     info = dict(run.ladder, gin_files=run.gin_files, bindings=run.bindings)
+    # All sittings of a resumed run (timing.json), not only this one.
+    timing = os.path.join(src, "timing.json")
+    if os.path.exists(timing):
+        with open(timing) as f:
+            seconds = json.load(f)["wall_seconds"]
     info.update(config_hash=digest, seconds=round(seconds, 1), finished=time.strftime("%F %T"))
     with open(os.path.join(dst, "run.json"), "w") as f:
         json.dump(info, f, indent=1)

@@ -70,7 +70,8 @@ class CurveLogger(keras.callbacks.Callback):
     Each point holds: step, learner_updates, examples_drawn (super-batch
     examples), examples_trained (sub-batch examples), FLOPs per model and
     total from the ledger, the learner's learning rate at that step, the
-    task's test metrics and the fit logs.
+    task's test metrics and the fit logs. Beside it, `timing.json` holds the
+    run's wall-clock time (`timing_path`).
 
     Args:
         task: Provides `evaluate(learner)`.
@@ -101,6 +102,7 @@ class CurveLogger(keras.callbacks.Callback):
         self.total_steps = total_steps
         self.print_progress = print_progress
         self._clock = None  # (time, step) when this process started training.
+        self._timing = {"wall_seconds": 0.0, "sittings": 0}  # Of earlier sittings.
         self.task = task
         self.ledger = ledger
         self.steps_per_epoch = steps_per_epoch
@@ -144,14 +146,34 @@ class CurveLogger(keras.callbacks.Callback):
         with open(tmp, "w") as f:
             json.dump(data, f, indent=1)
         os.replace(tmp, self.path)  # Atomic: a killed run never leaves half a file.
+        if self._clock is not None:
+            timing = {
+                "wall_seconds": round(
+                    self._timing["wall_seconds"] + time.monotonic() - self._clock[0], 1
+                ),
+                "sittings": self._timing["sittings"] + 1,
+            }
+            with open(tmp, "w") as f:
+                json.dump(timing, f)
+            os.replace(tmp, self.timing_path())
+
+    def timing_path(self):
+        """`timing.json` beside `metrics.json`: wall-clock seconds of training and evaluation,
+        summed over the sittings of a resumed run (not counting the time between its last
+        evaluation and a kill), and their number. Kept out of `metrics.json`, which is the
+        same for the same seed however often a run was interrupted."""
+        return os.path.join(os.path.dirname(self.path), "timing.json")
 
     def on_train_begin(self, logs=None):
         step = step_of(self.model)
+        if self._clock is None:
+            self._clock = (time.monotonic(), step)
+            if self.curve and os.path.exists(self.timing_path()):  # Resumed: add to its time.
+                with open(self.timing_path()) as f:
+                    self._timing = json.load(f)
         if not self.curve:
             self.add(self.point(step))
             self._print(self.curve[-1], note="before training")
-        if self._clock is None:
-            self._clock = (time.monotonic(), step)
 
     def on_epoch_end(self, epoch, logs=None):
         self.add(self.point(step_of(self.model), logs))
