@@ -63,6 +63,8 @@ class ResultsTableTest(tf.test.TestCase):
         self.assertNotIn("image_to_text_recall@1", text)  # In the JSON, not the README.
         self.assertEqual(text.count("| clip | active | 0.5 | 3 | 250: 0.1500 ± 0.0100"), 3)
         self.assertEqual(text.count("1.60x ± 0.10 | compute-positive |"), 3)
+        # A uniform row has no speed-up against the best uniform: none is printed.
+        self.assertEqual(text.count("| — | — | baseline |"), 3)
         self.assertIn("Runs in this summary: 12 of 14.", text)
 
 

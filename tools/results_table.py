@@ -134,11 +134,18 @@ def ladder_table(path, metrics=None):
                         strict=True,
                     )
                 )
+                if row["baseline"]:
+                    # A uniform row against the best uniform mean is no speed-up (noisy seeds
+                    # of the best configuration "reach" its own mean early or never).
+                    speedups = "— | —"
+                else:
+                    speedups = " | ".join(
+                        _pm(row.get(key), row.get(f"{key}_std"), ".2f", "x")
+                        for key in ("updates_speedup", "flops_speedup")
+                    )
                 lines.append(
                     f"| {regime} | {name} | {row['keep_fraction']:g} | {row['seeds']} | "
-                    f"{per_budget} | {row['peak_accuracy_mean']:.4f} | "
-                    f"{_pm(row.get('updates_speedup'), row.get('updates_speedup_std'), '.2f', 'x')}"
-                    f" | {_pm(row.get('flops_speedup'), row.get('flops_speedup_std'), '.2f', 'x')} "
+                    f"{per_budget} | {row['peak_accuracy_mean']:.4f} | {speedups} "
                     f"| {_verdict(row) if 'flops_speedup' in row else '-'} |"
                 )
         lines.append("")
