@@ -76,6 +76,16 @@ CLASSACT_REGIMES = {  # name -> (label noise, training images or None for all, b
     # headline at 6,000 would be the ladder's edge, not uniform's best.
     "noise20": (0.2, None, (1500, 3000, 6000, 12000)),
     "clean": (0.0, None, (1500, 3000, 6000)),
+    # Clean labels with a learner 3.9x larger (31 MFLOPs, 50x the actor): is there a
+    # compute-positive setting once scoring is cheap next to the learner's update (issue 10)?
+    "clean_learner4x": (0.0, None, (1500, 3000)),
+}
+# Bindings a regime adds to every run of it.
+CLASSACT_REGIME_BINDINGS = {
+    "clean_learner4x": [
+        "learner/cnn_classifier.widths = (64, 128)",
+        "learner/cnn_classifier.dense_units = 128",
+    ],
 }
 CLASSACT_SEEDS = (0, 1, 2)
 SUB_BATCH = 64  # b: every configuration trains the learner on 64 examples a step.
@@ -152,6 +162,7 @@ def _classact_suite(smoke, reference_path):
         data = [f"ImageClassificationData.label_noise = {noise}"]
         if train_size:
             data.append(f"ImageClassificationData.train_size = {train_size}")
+        data += CLASSACT_REGIME_BINDINGS.get(regime, [])
         # Seed-major: a suite stopped part-way has every configuration at the first seeds,
         # a one-seed answer to each question, rather than three seeds of a few configurations.
         for seed in seeds:
