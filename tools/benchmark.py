@@ -73,9 +73,10 @@ CLASSACT_REGIMES = {  # name -> (label noise, training images or None for all, b
     # not 188, since a run's budget must be a multiple of its evaluation interval.
     "noise20_train10k": (0.2, 10000, (190, 375, 750, 1500, 3000)),
     # 12,000: uniform still gained from 3,000 to 6,000 (0.900 -> 0.910), so a best-uniform
-    # headline at 6,000 would be the ladder's edge, not uniform's best.
-    "noise20": (0.2, None, (1500, 3000, 6000, 12000)),
-    "clean": (0.0, None, (1500, 3000, 6000)),
+    # headline at 6,000 would be the ladder's edge, not uniform's best. 750 (on both 50k
+    # regimes): learnability already reached the best uniform accuracy at 1,500 there.
+    "noise20": (0.2, None, (750, 1500, 3000, 6000, 12000)),
+    "clean": (0.0, None, (750, 1500, 3000, 6000)),
     # Clean labels with a learner 3.9x larger (31 MFLOPs, 50x the actor): is there a
     # compute-positive setting once scoring is cheap next to the learner's update (issue 10)?
     "clean_learner4x": (0.0, None, (1500, 3000)),
