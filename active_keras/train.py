@@ -243,6 +243,7 @@ SELECTION_KNOBS = (
     "selection",
     "keep_fraction",
     "temperature",
+    "final_temperature",
     "online_reference",
     "selection_scope",
 )
@@ -255,10 +256,12 @@ def build_active_learner(
     *,
     super_batch_size,
     seed,
+    num_steps=None,
     policy="learnability",
     selection="sample",
     keep_fraction=0.5,
     temperature=1.0,
+    final_temperature=None,
     online_reference=False,
     selection_scope="global",
     jit_scoring="auto",
@@ -278,10 +281,16 @@ def build_active_learner(
         reference_path: The frozen reference's `.keras` file (`run.reference_path`).
         super_batch_size: `B` (`run.super_batch_size`: the data stream's too).
         seed: Seed of the weights and the sampling (`run.seed`).
+        num_steps: The run's learner updates (`run.num_steps`): where a
+            `final_temperature` is reached.
         policy: Scoring policy name (see `active_keras.selection.policies`).
         selection: "topk", "sample" or "joint".
         keep_fraction: b / B.
-        temperature: Sampling temperature.
+        temperature: Sampling temperature (at the first update).
+        final_temperature: None for a constant temperature; else the
+            temperature moves geometrically from `temperature` to this one at
+            the run's last update (larger: a draw that softens towards uniform
+            as the learner overtakes the scoring models).
         online_reference: Train the reference online (ClassAct-Online).
         selection_scope: "global" or "local" selection across replicas.
         jit_scoring: As for `ActiveLearner`.
@@ -300,6 +309,17 @@ def build_active_learner(
     keras.utils.set_random_seed(seed)
     learner = task.build_learner()
     actor = task.build_small(name="actor") if needed.actor else None
+    if final_temperature is not None:
+        if not num_steps or not temperature > 0 or not final_temperature > 0:
+            raise ValueError(
+                "ActiveLearner.final_temperature needs run.num_steps and temperatures > 0, got "
+                f"num_steps={num_steps}, temperature={temperature}, "
+                f"final_temperature={final_temperature}."
+            )
+        # T * (T_final / T) ** (step / N): ExponentialDecay with a growth rate is that schedule.
+        temperature = keras.optimizers.schedules.ExponentialDecay(
+            temperature, num_steps, final_temperature / temperature
+        )
     return ActiveLearner(
         learner,
         reference=reference,
@@ -408,7 +428,7 @@ def run(
     dist = None if strategy == "one_device" else distribute.make_strategy(strategy)
     with dist.scope() if dist else contextlib.nullcontext():
         model = build_active_learner(
-            task, reference_path, super_batch_size=super_batch_size, seed=seed
+            task, reference_path, super_batch_size=super_batch_size, seed=seed, num_steps=num_steps
         )
         model.compile(
             optimizer=optimizer_fn(num_steps=num_steps),
@@ -501,7 +521,11 @@ class ActiveRun(loop.Loop):
             "policy": model.policy.name,
             "selection": model.selection,
             "keep_fraction": model.keep_fraction,
-            "temperature": model.temperature,
+            "temperature": (
+                keras.optimizers.schedules.serialize(model.temperature_schedule)
+                if model.temperature_schedule
+                else model.temperature
+            ),
             "super_batch_size": super_batch_size,
             "sub_batch_size": ledger.sub_batch_size,
             "forward_flops_per_example": ledger.flops,

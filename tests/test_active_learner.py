@@ -114,6 +114,43 @@ class ActiveLearnerTest(parameterized.TestCase, tf.test.TestCase):
         )
         self.assertTrue(0.0 <= logs["selected_corrupted"][0] <= 1.0)
 
+    @parameterized.named_parameters((m, m) for m in MODES)
+    def test_scheduled_temperature_is_read_at_every_update(self, mode):
+        # Step 0 samples at T = 1e-4, a top-k draw: easy_reference keeps examples 0..3 only.
+        # Step 1 samples at T = 1e4, near uniform over the 8 (one-hot learner as above).
+        n, b = 8, 4
+        x, y = np.eye(n, dtype="float32"), np.zeros(n, "int32")
+        ref_kernel = np.stack([-np.arange(n, dtype="float32"), np.zeros(n, "float32")], 1)
+        learner = _dense(n, 2, "learner", np.zeros((n, 2), "float32"))
+        schedule = keras.optimizers.schedules.PiecewiseConstantDecay([0], [1e-4, 1e4])
+        model = ActiveLearner(
+            learner,
+            _dense(n, 2, "reference", ref_kernel),
+            policy="easy_reference",
+            selection="sample",
+            keep_fraction=b / n,
+            temperature=schedule,
+            seed=0,
+        )
+        _compile(model, mode)
+        data = tf.data.Dataset.from_tensor_slices((x, y)).batch(n, drop_remainder=True)
+        history = model.fit(data, epochs=1, verbose=0)
+        moved = np.flatnonzero(np.abs(learner.layers[0].kernel.numpy()).sum(1) > 0)
+        np.testing.assert_array_equal(moved, np.arange(b))
+        self.assertAllClose(history.history["temperature"], [1e-4])
+        history = model.fit(data.repeat(), steps_per_epoch=3, epochs=1, verbose=0)
+        self.assertAllClose(history.history["temperature"], [1e4])
+        moved = np.flatnonzero(np.abs(learner.layers[0].kernel.numpy()).sum(1) > 0)
+        self.assertGreater(len(moved), b)  # Near-uniform draws reach the other examples.
+
+    def test_constant_temperature_is_not_logged(self):
+        model = ActiveLearner(_mlp(6, "learner"), _mlp(6, "reference"), selection="sample")
+        _compile(model, "graph")
+        history = model.fit(_toy_data(), steps_per_epoch=2, epochs=1, verbose=0)
+        self.assertNotIn("temperature", history.history)
+        with self.assertRaisesRegex(ValueError, "temperature must be > 0, got -1"):
+            ActiveLearner(_mlp(6, "l"), _mlp(6, "r"), selection="sample", temperature=lambda s: -1)
+
     def test_actor_is_a_fresh_copy_of_the_reference_architecture(self):
         reference = _mlp(6, "reference")
         model = ActiveLearner(_mlp(6, "learner"), reference)

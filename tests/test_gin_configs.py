@@ -85,6 +85,22 @@ class GinConfigTest(tf.test.TestCase):
                 self.assertEqual(model.selection, "sample")  # From gin/classact.gin.
                 self.assertEqual(model.selection_scope, "global")  # The run's default.
 
+    def test_final_temperature_moves_the_temperature_geometrically_over_the_run(self):
+        task = ClassificationTask(data=ImageClassificationData("digits", heldout_size=300))
+        missing = os.path.join(self.get_temp_dir(), "none.keras")  # Never loaded below.
+        main_lib.parse_config(
+            ["gin/activeclip.gin"],
+            ["ActiveLearner.temperature = 1.0", "ActiveLearner.final_temperature = 16.0"],
+        )
+        model = train.build_active_learner(
+            task, missing, super_batch_size=32, seed=0, num_steps=100
+        )
+        schedule = model.temperature_schedule
+        self.assertAllClose([float(schedule(s)) for s in (0, 50, 100)], [1.0, 4.0, 16.0])
+        main_lib.parse_config(["gin/activeclip.gin"], ["ActiveLearner.final_temperature = 2.0"])
+        with self.assertRaisesRegex(ValueError, "final_temperature needs run.num_steps"):
+            train.build_active_learner(task, missing, super_batch_size=32, seed=0)
+
     def test_local_switch_shrinks_the_run(self):
         main_lib.parse_config(["gin/classact.gin"], [], local=True)
         self.assertLessEqual(gin.query_parameter("run.num_steps"), 50)

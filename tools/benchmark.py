@@ -324,6 +324,16 @@ ACTIVECLIP_TEMPERATURES = (
     ("learnability_sample_T4", 4.0, ACTIVECLIP_BUDGETS),  # The shipped default.
     ("learnability_sample_T16", 16.0, (500, 2000)),
 )
+# A draw that softens as the learner overtakes the scoring models: T moves geometrically from
+# 1 to 16 over each run (`ActiveLearner.final_temperature`). (config, T, bindings, budgets)
+ACTIVECLIP_SCHEDULES = (
+    (
+        "learnability_sample_T1to16",
+        1.0,
+        ["ActiveLearner.final_temperature = 16.0"],
+        (500, 1000, 2000),
+    ),
+)
 # Is the reference the limit? The shared one is trained on the held-out split, 640 pairs: its
 # recall@5 is 0.12 at 600 steps (0.075 / 0.10 / 0.11 at 150 / 300 / 1,200), below uniform's
 # 0.19 at 500 updates. This diagnostic reference is the same tiny tower trained 600 steps on the
@@ -357,6 +367,7 @@ def _activeclip_suite(smoke, reference_path):
     if not smoke:
         active = ("gin/activeclip.gin", "sample", "1e-3")
         plan += [(c, *active, t, [], b) for c, t, b in ACTIVECLIP_TEMPERATURES]
+        plan += [(c, *active, t, extra, b) for c, t, extra, b in ACTIVECLIP_SCHEDULES]
         plan += [(c, *active, 1.0, extra, b) for c, extra, b in ACTIVECLIP_REFERENCES]
     for config, gin_file, selection, lr, temperature, extra, budgets in plan:
         budgets = (10, 20) if smoke else budgets

@@ -33,10 +33,11 @@ def sample(scores, k, temperature=1.0, seed=None):
     Args:
         scores: Float vector of per-example scores.
         k: Number of indices to draw.
-        temperature: Softmax temperature; larger is closer to uniform.
+        temperature: Softmax temperature (a number or a scalar tensor); larger is
+            closer to uniform.
         seed: A `keras.random.SeedGenerator` (stateful, checkpointable) or int.
     """
-    if temperature <= 0:
+    if isinstance(temperature, (int, float)) and temperature <= 0:
         raise ValueError(f"temperature must be > 0 for sampling, got {temperature}.")
     # Clip away from 0 so log(-log(u)) stays finite.
     u = keras.random.uniform(tf.shape(scores), minval=1e-7, maxval=1.0 - 1e-7, seed=seed)

@@ -271,7 +271,11 @@ class ActiveLearner(replicas.MultiWorkerBuild, keras.Model):
             without replacement from `softmax(score / temperature)`).
         keep_fraction: Fraction of each super-batch the learner trains on;
             `b = round(keep_fraction * B)` must satisfy `0 < b < B`.
-        temperature: Softmax temperature for `selection="sample"`.
+        temperature: Softmax temperature for `selection="sample"` (and
+            `"joint"`): a number, or a schedule of the learner's update count
+            (a `keras.optimizers.schedules.LearningRateSchedule` or any
+            `fn(step) -> temperature`), for a draw that softens or sharpens as
+            training goes on; a scheduled temperature is logged as `temperature`.
         super_batch_size: If set, every batch must have exactly this size.
         online_reference: Train the reference online (ClassAct-Online).
         example_loss: Optional `fn(y, y_pred) -> [B]` per-example loss used for
@@ -335,10 +339,12 @@ class ActiveLearner(replicas.MultiWorkerBuild, keras.Model):
         self._select = selectors.get(selection)
         if not 0.0 < keep_fraction < 1.0:
             raise ValueError(f"keep_fraction must be in (0, 1), got {keep_fraction}.")
-        if selection == "sample" and not temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}.")
+        self.temperature_schedule = temperature if callable(temperature) else None
+        first = float(temperature(0)) if callable(temperature) else temperature
+        if selection == "sample" and not first > 0:
+            raise ValueError(f"temperature must be > 0, got {first}.")
         self.keep_fraction = float(keep_fraction)
-        self.temperature = float(temperature)
+        self.temperature = temperature if callable(temperature) else float(temperature)
         self.super_batch_size = super_batch_size
         # B found by `fit()` (its batch_size, or the data's first batch) when
         # super_batch_size is None; pads partial super-batches to this size.
@@ -387,6 +393,9 @@ class ActiveLearner(replicas.MultiWorkerBuild, keras.Model):
         self.score_max_tracker = keras.metrics.Mean(name="score_max")
         self.actor_loss_tracker = keras.metrics.Mean(name="actor_loss")
         self.corrupted_tracker = keras.metrics.Mean(name="selected_corrupted")
+        self.temperature_tracker = (
+            keras.metrics.Mean(name="temperature") if self.temperature_schedule else None
+        )
         self._per_example_loss = None  # From compile()'s loss.
         if super_batch_size is not None:
             # Ids of the last selected sub-batch, read by `training.replay` (one device only).
@@ -785,10 +794,18 @@ class ActiveLearner(replicas.MultiWorkerBuild, keras.Model):
             context: The dict `score()` returned; passed to selectors that
                 accept a `context` argument (for example joint selection).
         """
-        kwargs = {"temperature": self.temperature, "seed": self._selection_seed()}
+        kwargs = {"temperature": self.current_temperature(), "seed": self._selection_seed()}
         if getattr(self._select, "uses_context", False):
             kwargs["context"] = context
         return self._select(scores, k, **kwargs)
+
+    def current_temperature(self):
+        """The sampling temperature of the next update (a float32 tensor if scheduled)."""
+        if self.temperature_schedule is None:
+            return self.temperature
+        optimizer = getattr(self, "optimizer", None)  # None before compile().
+        step = optimizer.iterations if optimizer is not None else 0
+        return tf.cast(self.temperature_schedule(step), tf.float32)
 
     def preview_selection(self, x, y, example_id=None):
         """What a step would select from a super-batch, without training or using up noise.
@@ -1086,6 +1103,8 @@ class ActiveLearner(replicas.MultiWorkerBuild, keras.Model):
         inf = tf.constant(np.inf, tf.float32)
         self.score_min_tracker.update_state(tf.reduce_min(tf.where(weight > 0, scores, inf)))
         self.score_max_tracker.update_state(tf.reduce_max(tf.where(weight > 0, scores, -inf)))
+        if self.temperature_tracker is not None:
+            self.temperature_tracker.update_state(self.current_temperature())
 
     def _selection_trackers(self):
         return (
@@ -1095,7 +1114,7 @@ class ActiveLearner(replicas.MultiWorkerBuild, keras.Model):
             self.score_max_tracker,
             self.actor_loss_tracker,
             self.corrupted_tracker,
-        )
+        ) + ((self.temperature_tracker,) if self.temperature_tracker is not None else ())
 
     def get_metrics_result(self):
         # Report only what this run measures: no actor loss without an actor,
