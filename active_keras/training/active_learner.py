@@ -279,8 +279,8 @@ class ActiveLearner(replicas.MultiWorkerBuild, keras.Model):
         super_batch_size: If set, every batch must have exactly this size.
         online_reference: Train the reference online (ClassAct-Online).
         example_loss: Optional `fn(y, y_pred) -> [B]` per-example loss used for
-            scoring instead of the compiled loss (ActiveCLIP scores pairs by the
-            negative dot product of their embeddings).
+            scoring instead of the compiled loss (ActiveCLIP scores pairs by
+            `ClipTask.example_loss`, by default `-t z_img . z_txt` in logit units).
         seed: Seed for the sampling noise (a checkpointable `SeedGenerator`).
         selection_scope: Under `tf.distribute` with `R` replicas: `"local"`
             (each replica keeps `sub_batch_size(B / R)` of its own `B / R`
