@@ -352,6 +352,25 @@ ACTIVECLIP_REFERENCES = (
 )
 
 
+# Is the reference the limit, within the method? A second regime holds out 30% of the files
+# instead of 10% (about 2,060 pairs for the reference instead of 640; the test split is the
+# same files, the learner's training split shrinks from 80% to 60%) and trains its own
+# reference (same tower, same 600 steps) and vocabulary on them. Uniform (both rates) and the
+# shipped learnability (T = 4) rerun on its smaller training split. (regime, bindings, configs)
+ACTIVECLIP_HELDOUT_REGIME = "openclipart32_heldout30"
+ACTIVECLIP_HELDOUT_DIR = "benchmarks/runs/activeclip/_reference_heldout30"
+ACTIVECLIP_HELDOUT = [
+    "OpenClipArt.heldout_fraction = 0.3",
+    f"ClipTask.vocab_dir = '{ACTIVECLIP_HELDOUT_DIR}/vocab'",
+    f"run.reference_path = '{ACTIVECLIP_HELDOUT_DIR}/reference.keras'",
+]
+ACTIVECLIP_HELDOUT_CONFIGS = (  # (config, gin file, selection, learning rate, T, budgets)
+    ("learnability_sample_T4", "gin/activeclip.gin", "sample", "1e-3", 4.0, (500, 1000, 2000)),
+    ("uniform_lr1e-3", "gin/activeclip_uniform.gin", None, "1e-3", None, (500, 1000, 2000)),
+    ("uniform_lr2e-3", "gin/activeclip_uniform.gin", None, "2e-3", None, (1000, 2000)),
+)
+
+
 def _activeclip_suite(smoke, reference_path):
     """ActiveCLIP on Open Clip Art: budget ladders, 3 seeds, decayed schedules.
 
@@ -363,13 +382,20 @@ def _activeclip_suite(smoke, reference_path):
     runs = []
     # The learnability runs without a temperature in their name sample at T = 1, the default
     # when the ladder ran; bound here so that the shipped default (now 4) leaves them as run.
-    plan = [(c, g, s, lr, s and 1.0, [], ACTIVECLIP_BUDGETS) for c, g, s, lr in ACTIVECLIP_CONFIGS]
+    main = ACTIVECLIP_REGIME
+    plan = [
+        (main, c, g, s, lr, s and 1.0, [], ACTIVECLIP_BUDGETS) for c, g, s, lr in ACTIVECLIP_CONFIGS
+    ]
     if not smoke:
         active = ("gin/activeclip.gin", "sample", "1e-3")
-        plan += [(c, *active, t, [], b) for c, t, b in ACTIVECLIP_TEMPERATURES]
-        plan += [(c, *active, t, extra, b) for c, t, extra, b in ACTIVECLIP_SCHEDULES]
-        plan += [(c, *active, 1.0, extra, b) for c, extra, b in ACTIVECLIP_REFERENCES]
-    for config, gin_file, selection, lr, temperature, extra, budgets in plan:
+        plan += [(main, c, *active, t, [], b) for c, t, b in ACTIVECLIP_TEMPERATURES]
+        plan += [(main, c, *active, t, extra, b) for c, t, extra, b in ACTIVECLIP_SCHEDULES]
+        plan += [(main, c, *active, 1.0, extra, b) for c, extra, b in ACTIVECLIP_REFERENCES]
+        plan += [
+            (ACTIVECLIP_HELDOUT_REGIME, c, g, s, lr, t, ACTIVECLIP_HELDOUT, b)
+            for c, g, s, lr, t, b in ACTIVECLIP_HELDOUT_CONFIGS
+        ]
+    for regime, config, gin_file, selection, lr, temperature, extra, budgets in plan:
         budgets = (10, 20) if smoke else budgets
         for seed in seeds:
             for budget in budgets:
@@ -401,9 +427,7 @@ def _activeclip_suite(smoke, reference_path):
                     bindings.append("train_reference.num_steps = 20")
                 # Later bindings win: a diagnostic's own reference replaces the shared one.
                 bindings += extra
-                runs.append(
-                    _ladder_run(ACTIVECLIP_REGIME, config, gin_file, bindings, seed, budget, 0.5)
-                )
+                runs.append(_ladder_run(regime, config, gin_file, bindings, seed, budget, 0.5))
     return runs
 
 
@@ -488,7 +512,10 @@ LADDER_SUITES = {
         _activeclip_suite,
         "gin/activeclip_reference.gin",
         {
-            "regimes": {ACTIVECLIP_REGIME: [None, None, list(ACTIVECLIP_BUDGETS)]},
+            "regimes": {
+                ACTIVECLIP_REGIME: [None, None, list(ACTIVECLIP_BUDGETS)],
+                ACTIVECLIP_HELDOUT_REGIME: [None, None, [500, 1000, 2000]],
+            },
             "seeds": list(ACTIVECLIP_SEEDS),
             "sub_batch_size": SUB_BATCH,
             "schedule": "cosine decay to zero at each run's budget",
@@ -743,6 +770,12 @@ def ladder_record(store, name, metrics=None):
 REFERENCE_STEPS, REFERENCE_BATCH = 2000, 128
 
 
+def _reference_path(run):
+    """The reference path a run binds last (later bindings win), or None."""
+    paths = [b.split("=", 1)[1].strip() for b in run.bindings if b.startswith("run.reference_path")]
+    return paths[-1].strip("'\"") if paths else None
+
+
 def _run_ladder(suite):
     smoke = FLAGS.smoke
     runs_dir = FLAGS.runs_dir or os.path.join(
@@ -770,10 +803,16 @@ def _run_ladder(suite):
     if not FLAGS.summarize_only:
         todo = [r for r in runs if not (FLAGS.reuse and _reusable(store, r, digests[r.name]))]
         print(f"{len(runs) - len(todo)} runs reused, {len(todo)} to run", flush=True)
-        active = [r for r in todo if not r.baseline]
-        if active:  # The shared reference, before runs start in parallel.
+        # Each reference the active runs load (the shared one, or a regime's or diagnostic's
+        # own), trained with the first such run's set-up before runs start in parallel.
+        firsts = {}
+        for r in todo:
+            if not r.baseline:
+                firsts.setdefault(_reference_path(r) or reference, r)
+        for path, first in firsts.items():
+            name = "_reference" if path == reference else os.path.basename(os.path.dirname(path))
             _execute(
-                Run("_reference", active[0].gin_files + [suite.reference_gin], active[0].bindings),
+                Run(name, first.gin_files + [suite.reference_gin], first.bindings),
                 runs_dir,
                 smoke=False,
                 reuse=False,
