@@ -7,8 +7,7 @@ through `getattr` / `hasattr` / `setattr` with a literal name),
 `object.__setattr__`, `__dir__` overrides, and (by importing the modules)
 overrides of a Keras or TensorFlow class's private methods. Allowed: `self` /
 `cls` attributes that our own class (or an in-package base) defines or
-assigns, the private names of our own modules, and exactly the one Keras hook
-below, for which Keras has no public counterpart.
+assigns, and the private names of our own modules.
 """
 
 import os
@@ -29,10 +28,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(ROOT, "active_keras")
 PRIVATE_MODULES = ("keras.src", "tensorflow.python")
 NAME_FUNCTIONS = ("getattr", "hasattr", "setattr", "delattr")
-# `replicas.MultiWorkerBuild`: Keras' build before `fit()` fails under every multi-worker
-# strategy (keras#20585, open) and offers no public hook to build otherwise.
-ALLOWED_SCAN = ("active_keras/training/replicas.py: super()._maybe_symbolic_build",)
-ALLOWED_OVERRIDES = ("active_keras.training.replicas.MultiWorkerBuild._maybe_symbolic_build",)
 
 
 def _private(name):
@@ -203,13 +198,6 @@ def _is_ours(cls):
     return cls.__module__.startswith(("active_keras", "tests", "__main__"))
 
 
-def _matches(found, allowed):
-    """Whether a scan finding ("path:line: what") is the allowed "path: expression"."""
-    path, expression = allowed.split(": ", 1)
-    where, what = found.split(": ", 1)
-    return where.rsplit(":", 1)[0] == path and what.startswith(expression + ":")
-
-
 def _module_names():
     names = []
     for path in package_sources():
@@ -221,23 +209,11 @@ def _module_names():
 class PublicApiTest(parameterized.TestCase, tf.test.TestCase):
     def test_the_package_uses_public_api_only(self):
         found = scan_sources(package_sources())
-        # Allowed by file and expression, wherever the line.
-        found = [f for f in found if not any(_matches(f, a) for a in ALLOWED_SCAN)]
         self.assertEqual(found, [], "\n".join(found))
 
     def test_no_private_method_of_keras_or_tensorflow_is_overridden(self):
         found = private_overrides(_module_names())
-        found = [f for f in found if not f.startswith(ALLOWED_OVERRIDES)]
         self.assertEqual(found, [], "\n".join(found))
-
-    def test_the_allowed_exceptions_are_still_there(self):
-        # Once one goes, its allowance must go too (or it would allow a new use).
-        found = scan_sources(package_sources())
-        for allowed in ALLOWED_SCAN:
-            self.assertTrue(any(_matches(f, allowed) for f in found), allowed)
-        overrides = private_overrides(_module_names())
-        for allowed in ALLOWED_OVERRIDES:
-            self.assertTrue(any(f.startswith(allowed) for f in overrides), allowed)
 
     # The scan itself: each kind of private use it must catch (all were in the package once).
     @parameterized.named_parameters(

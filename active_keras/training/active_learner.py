@@ -253,7 +253,7 @@ class _Untracked:
 
 
 @keras.saving.register_keras_serializable(package="active_keras")
-class ActiveLearner(replicas.MultiWorkerBuild, keras.Model):
+class ActiveLearner(keras.Model):
     """Trains `learner` on the most useful part of each super-batch.
 
     Args:

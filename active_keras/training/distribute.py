@@ -59,9 +59,11 @@ def make_strategy(name="one_device", tpu_address=None, devices=None, peer_timeou
             - `"mirrored"`: `MirroredStrategy` (synchronous data parallelism on
               one machine) over `devices`, else all GPUs; on a machine without
               GPUs, over all logical CPU devices.
-            - `"multi_worker_mirrored"`: `MultiWorkerMirroredStrategy`; the
-              cluster comes from the `TF_CONFIG` environment variable, which
-              every worker sets with its own `task.index`.
+            - `"multi_worker_mirrored"`: `MultiWorkerMirroredStrategy` (the
+              subclass `replicas.MultiWorkerMirroredStrategy`, under which
+              Keras' `fit()` can build a model, keras#20585); the cluster comes
+              from the `TF_CONFIG` environment variable, which every worker
+              sets with its own `task.index`.
             - `"tpu"`: `TPUStrategy` after connecting to and initialising the
               TPU system at `tpu_address`.
         tpu_address: For `"tpu"`: a TPU name or `grpc://` address; `"local"` on a
@@ -123,7 +125,7 @@ def _new_strategy(name, tpu_address, devices, peer_timeout):
         # Joining the cluster blocks inside TensorFlow until every worker has registered, and
         # no public setting bounds that wait: a watchdog ends the process if it takes too long.
         with peers.start_deadline(timeout):
-            return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+            return replicas.MultiWorkerMirroredStrategy(communication_options=options)
     if name == "tpu":
         if tpu_address is None:
             tpu_address = os.environ.get("TPU_NAME") or os.environ.get("COLAB_TPU_ADDR")

@@ -16,11 +16,10 @@ score -> select -> update:
 - `bools_as_ints`: bool tensors of a dataset as int32, which Keras can reduce
   when it builds a model from a first distributed batch.
 - `is_tpu_strategy`.
-- `MultiWorkerBuild`: a model mixin for Keras' build under multi-worker
-  strategies (keras#20585).
+- `MultiWorkerMirroredStrategy`: the strategy whose `reduce` takes the nested
+  first batch that Keras reduces before it builds a model (keras#20585).
 
-Public `tf.distribute` and Keras API only, but for the one hook that
-`MultiWorkerBuild` overrides (there is no public one).
+Public `tf.distribute` and Keras API only.
 """
 
 import keras
@@ -210,30 +209,34 @@ def share_of_winners(context, index, all_scores, batch):
     return selected, tf.gather(all_scores, mine)
 
 
-class MultiWorkerBuild:
-    """Mixin for a `keras.Model`: builds it from a local batch under a multi-worker strategy.
+class MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+    """`tf.distribute.MultiWorkerMirroredStrategy` whose `reduce` also takes nested values.
 
-    Before the first step of `fit()` / `evaluate()` Keras builds a model from a
-    first distributed batch, which it MEAN-reduces across replicas with
-    `strategy.reduce`; `MultiWorkerMirroredStrategy` cannot reduce a nested
-    batch in multi-worker mode ("Attempt to convert a value (PerReplica(...))
-    ... to a Tensor"), so `fit()` fails for every model (keras#20585, open).
-    In multi-worker mode this mixin builds from this worker's first replica's
-    batch instead. Keras offers no public hook for it: this override of
-    `_maybe_symbolic_build` is the package's one use of a private Keras name
-    (tests/test_public_api.py allows exactly it). Under any other strategy it
-    only calls Keras' own.
+    Before the first step of `fit()` / `evaluate()`, Keras builds the model from a
+    first distributed batch, which it MEAN-reduces with `strategy.reduce` (only
+    its shapes and dtypes are used). `MultiWorkerMirroredStrategy` reduces one
+    value at a time in multi-worker mode and fails on a nested batch ("Attempt
+    to convert a value (PerReplica(...)) ... to a Tensor"), so `fit()` fails for
+    every model with several inputs (keras#20585, open). This subclass reduces a
+    nested value leaf by leaf, through the public `reduce` each time; a single
+    value goes to it unchanged. `make_strategy("multi_worker_mirrored")` builds
+    it; it takes the same arguments as its base.
+
+    Example:
+
+    ```python
+    strategy = MultiWorkerMirroredStrategy()  # The cluster comes from TF_CONFIG.
+    with strategy.scope():
+        model = ActiveLearner(learner, reference, super_batch_size=256)
+        model.compile(optimizer="adam", loss=..., metrics=["accuracy"])
+    model.fit(train, epochs=2, steps_per_epoch=100)
+    ```
     """
 
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        if iterator is not None and _multi_worker(self.distribute_strategy):
-            for *_, it in iterator:  # (step, it) in older Keras, (begin, end, it) in newer.
-                batch = next(it)
-                break
-            local = self.distribute_strategy.experimental_local_results
-
-            def first(v):
-                return local(v)[0] if isinstance(v, tf.distribute.DistributedValues) else v
-
-            data_batch, iterator = tf.nest.map_structure(first, batch), None
-        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+    def reduce(self, reduce_op, value, axis):
+        reduce_one = super().reduce
+        if not tf.nest.is_nested(value):
+            return reduce_one(reduce_op, value, axis)
+        return tf.nest.map_structure(
+            lambda v: None if v is None else reduce_one(reduce_op, v, axis), value
+        )
