@@ -17,6 +17,7 @@ gin files and bindings, grouped into comparisons that share one baseline.
 
 import concurrent.futures
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -31,7 +32,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from active_keras.analysis import speedup  # noqa: E402
-from tools import step_cost  # noqa: E402
+from tools import selection_coverage, step_cost  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("suite", "classact", "Which suite to run.")
@@ -527,6 +528,10 @@ LADDER_SUITES = {
 # name -> main(out_dir, smoke) for suites that are not sets of training runs.
 CUSTOM_SUITES = {}
 CUSTOM_SUITES["step_cost"] = step_cost.main
+# It reruns ladder runs: it gets this module (which may be `__main__`) rather than import it.
+CUSTOM_SUITES["activeclip_coverage"] = functools.partial(
+    selection_coverage.main, benchmark=sys.modules[__name__]
+)
 SMOKE_BINDINGS = ["run.num_steps = 20", "run.eval_every = 10"]
 
 
