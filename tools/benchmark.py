@@ -365,10 +365,31 @@ ACTIVECLIP_HELDOUT = [
     f"ClipTask.vocab_dir = '{ACTIVECLIP_HELDOUT_DIR}/vocab'",
     f"run.reference_path = '{ACTIVECLIP_HELDOUT_DIR}/reference.keras'",
 ]
+# 1,500 for per-budget comparisons between 1,000 and 2,000; 3,000 (about 35 epochs of the main
+# regime's training pairs, 47 of this one's) because uniform's best was at the ladder's edge.
 ACTIVECLIP_HELDOUT_CONFIGS = (  # (config, gin file, selection, learning rate, T, budgets)
-    ("learnability_sample_T4", "gin/activeclip.gin", "sample", "1e-3", 4.0, (500, 1000, 2000)),
-    ("uniform_lr1e-3", "gin/activeclip_uniform.gin", None, "1e-3", None, (500, 1000, 2000)),
-    ("uniform_lr2e-3", "gin/activeclip_uniform.gin", None, "2e-3", None, (1000, 2000)),
+    (
+        "learnability_sample_T4",
+        "gin/activeclip.gin",
+        "sample",
+        "1e-3",
+        4.0,
+        (500, 1000, 1500, 2000, 3000),
+    ),
+    (
+        "uniform_lr1e-3",
+        "gin/activeclip_uniform.gin",
+        None,
+        "1e-3",
+        None,
+        (500, 1000, 1500, 2000, 3000),
+    ),
+    ("uniform_lr2e-3", "gin/activeclip_uniform.gin", None, "2e-3", None, (1000, 1500, 2000, 3000)),
+)
+# The main regime at 3,000 updates too: uniform (both rates) and the shipped learnability.
+# (config, gin file, selection, learning rate, T, budgets)
+ACTIVECLIP_LONG = tuple(
+    (c, g, s, lr, t, (3000,)) for c, g, s, lr, t, _ in ACTIVECLIP_HELDOUT_CONFIGS
 )
 
 
@@ -392,6 +413,7 @@ def _activeclip_suite(smoke, reference_path):
         plan += [(main, c, *active, t, [], b) for c, t, b in ACTIVECLIP_TEMPERATURES]
         plan += [(main, c, *active, t, extra, b) for c, t, extra, b in ACTIVECLIP_SCHEDULES]
         plan += [(main, c, *active, 1.0, extra, b) for c, extra, b in ACTIVECLIP_REFERENCES]
+        plan += [(main, c, g, s, lr, t, [], b) for c, g, s, lr, t, b in ACTIVECLIP_LONG]
         plan += [
             (ACTIVECLIP_HELDOUT_REGIME, c, g, s, lr, t, ACTIVECLIP_HELDOUT, b)
             for c, g, s, lr, t, b in ACTIVECLIP_HELDOUT_CONFIGS
@@ -514,8 +536,8 @@ LADDER_SUITES = {
         "gin/activeclip_reference.gin",
         {
             "regimes": {
-                ACTIVECLIP_REGIME: [None, None, list(ACTIVECLIP_BUDGETS)],
-                ACTIVECLIP_HELDOUT_REGIME: [None, None, [500, 1000, 2000]],
+                ACTIVECLIP_REGIME: [None, None, [*ACTIVECLIP_BUDGETS, 3000]],
+                ACTIVECLIP_HELDOUT_REGIME: [None, None, [500, 1000, 1500, 2000, 3000]],
             },
             "seeds": list(ACTIVECLIP_SEEDS),
             "sub_batch_size": SUB_BATCH,
