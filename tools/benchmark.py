@@ -335,7 +335,7 @@ ACTIVECLIP_SCHEDULES = (
         (500, 1000, 2000),
     ),
 )
-# Is the reference the limit? The shared one is trained on the held-out split, 640 pairs: its
+# Is the reference the limit? The shared one is trained on the held-out split, 693 pairs: its
 # recall@5 is 0.12 at 600 steps (0.075 / 0.10 / 0.11 at 150 / 300 / 1,200), below uniform's
 # 0.19 at 500 updates. This diagnostic reference is the same tiny tower trained 600 steps on the
 # learner's own training split (recall@5 0.19): outside the method (a reference is trained on
