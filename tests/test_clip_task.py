@@ -47,6 +47,22 @@ class ClipTaskTest(tf.test.TestCase):
         with self.assertRaisesRegex(ValueError, "inputs"):
             task.check_model(wrong, "reference")
 
+    def test_reference_size_sizes_the_reference_only(self):
+        task = ClipTask(
+            data=self.task.data,
+            vocab_dir=str(self.tmp_dir / "run"),
+            sequence_length=8,
+            image_encoder="cnn",
+            reference_size="small",  # The learner's size; the actor stays "tiny".
+        )
+        learner, actor = (
+            task.build_learner().count_params(),
+            task.build_small("actor").count_params(),
+        )
+        self.assertEqual(task.build_small("reference").count_params(), learner)
+        self.assertEqual(actor, self.task.build_small("reference").count_params())
+        self.assertLess(actor, learner)
+
     def test_evaluate_keys(self):
         task = self.task
         metrics = task.evaluate(task.build_learner())

@@ -386,6 +386,19 @@ ACTIVECLIP_HELDOUT_CONFIGS = (  # (config, gin file, selection, learning rate, T
     ),
     ("uniform_lr2e-3", "gin/activeclip_uniform.gin", None, "2e-3", None, (1000, 1500, 2000, 3000)),
 )
+# With precomputed reference losses the reference's size costs nothing per step: a reference of
+# the learner's size ("small") on the 30% held-out split tests how far a better reference goes.
+# (config, extra bindings, budgets)
+ACTIVECLIP_HELDOUT_REFERENCES = (
+    (
+        "learnability_sample_T4_refsmall",
+        [
+            "ClipTask.reference_size = 'small'",
+            f"run.reference_path = '{ACTIVECLIP_HELDOUT_DIR}_small/reference.keras'",
+        ],
+        (1000, 1500, 2000, 3000),
+    ),
+)
 # The main regime at 3,000 updates too: uniform (both rates) and the shipped learnability.
 # (config, gin file, selection, learning rate, T, budgets)
 ACTIVECLIP_LONG = tuple(
@@ -417,6 +430,10 @@ def _activeclip_suite(smoke, reference_path):
         plan += [
             (ACTIVECLIP_HELDOUT_REGIME, c, g, s, lr, t, ACTIVECLIP_HELDOUT, b)
             for c, g, s, lr, t, b in ACTIVECLIP_HELDOUT_CONFIGS
+        ]
+        plan += [
+            (ACTIVECLIP_HELDOUT_REGIME, c, *active, 4.0, ACTIVECLIP_HELDOUT + extra, b)
+            for c, extra, b in ACTIVECLIP_HELDOUT_REFERENCES
         ]
     for regime, config, gin_file, selection, lr, temperature, extra, budgets in plan:
         budgets = (10, 20) if smoke else budgets

@@ -44,6 +44,10 @@ class ClipTask(base.Task):
         loss_name: `"siglip"` or `"clip"`.
         learner_size: A `clip.SIZES` key for the learner.
         small_size: The same for the actor and the reference.
+        reference_size: The reference's size if it differs from `small_size`
+            (None: `small_size`). With precomputed reference losses
+            (`run.reference_losses`) a larger reference costs nothing per step,
+            only its one-time training and one pass over the training pairs.
         image_encoder: `"vit"` or `"cnn"`.
         patch_size: ViT patch side.
         reference_captions: Caption style of the held-out (reference) split:
@@ -80,6 +84,7 @@ class ClipTask(base.Task):
         loss_name="siglip",
         learner_size="small",
         small_size="tiny",
+        reference_size=None,
         image_encoder="vit",
         patch_size=8,
         reference_captions="full",
@@ -97,6 +102,7 @@ class ClipTask(base.Task):
         self.loss_name = loss_name
         self.learner_size = learner_size
         self.small_size = small_size
+        self.reference_size = reference_size
         self.image_encoder = image_encoder
         self.patch_size = patch_size
         self.reference_captions = reference_captions
@@ -151,6 +157,8 @@ class ClipTask(base.Task):
         return self._build(self.learner_size, "learner")
 
     def build_small(self, name="small"):
+        if name == "reference" and self.reference_size is not None:
+            return self._build(self.reference_size, name)
         return self._build(self.small_size, name)
 
     def loss(self):
