@@ -37,7 +37,7 @@ from active_keras.analysis import flops, report, selection_log
 from active_keras.selection import policies
 from active_keras.selection import reference_losses as reference_losses_lib
 from active_keras.training import callbacks as callbacks_lib
-from active_keras.training import distribute, loop, replay, replicas
+from active_keras.training import checkpointing, distribute, loop, replay, replicas
 from active_keras.training.active_learner import ActiveLearner
 
 
@@ -160,6 +160,7 @@ def train_reference(
     seed=0,
     jit_compile=True,
     checkpoint_every=250,
+    discard_mismatched=False,
 ):
     """Trains the small reference model on `split` (clean held-out data) and saves it.
 
@@ -167,14 +168,27 @@ def train_reference(
     `reference_checkpoints(path)`; training it again after a kill resumes from
     the latest.
 
+    Args:
+        discard_mismatched: Start over, deleting the checkpoints, when those
+            beside `path` are of another reference (another task or size)
+            instead of raising; `gin/local.gin` sets it, as its throw-away
+            reference path is shared by every task's smoke runs.
+
     Returns:
         The trained model; its file is `path`.
     """
     print(f"reference: training the small model for {num_steps} steps on {split!r}", flush=True)
-    training = ReferenceTraining(
-        task, path, num_steps, batch_size, learning_rate, split, seed, jit_compile, checkpoint_every
-    )
-    training.run()
+    args = (task, path, num_steps, batch_size, learning_rate, split, seed, jit_compile)
+    training = ReferenceTraining(*args, checkpoint_every)
+    try:
+        training.run()
+    except checkpointing.CheckpointMismatch as e:
+        if not discard_mismatched:
+            raise
+        print(f"reference: {e} Starting over.", flush=True)
+        shutil.rmtree(reference_checkpoints(path), ignore_errors=True)
+        training = ReferenceTraining(*args, checkpoint_every)
+        training.run()
     return training.model
 
 

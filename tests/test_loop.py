@@ -25,7 +25,7 @@ import tensorflow as tf
 from active_keras import main as main_lib
 from active_keras import train
 from active_keras.training import callbacks as callbacks_lib
-from active_keras.training import loop, replay
+from active_keras.training import checkpointing, loop, replay
 from tests.cli_helpers import ROOT, TINY, tiny_run
 
 BINDINGS = [*TINY, "run.write_report = False", "run.selection_log_every = 0", "run.verbose = 0"]
@@ -101,6 +101,23 @@ class LoopTest(tf.test.TestCase):
             resumed.get_weights(), keras.models.load_model(whole).get_weights(), strict=True
         ):
             np.testing.assert_array_equal(a, b)
+
+    def test_reference_checkpoints_of_another_model_are_refused_or_discarded(self):
+        tmp = self.get_temp_dir()
+        path = os.path.join(tmp, "ref.keras")
+        bindings = [f"run.reference_path = '{path}'", "train_reference.num_steps = 4"]
+        _run("reference.gin", bindings, os.path.join(tmp, "run"))  # Leaves its checkpoints.
+        wider = [*bindings, "small/cnn_classifier.dense_units = 7"]  # Another reference model.
+        with self.assertRaises(checkpointing.CheckpointMismatch):
+            _run("reference.gin", wider, os.path.join(tmp, "run"))
+        # What gin/local.gin binds, as its reference path is shared by every smoke run.
+        _, stdout = _run(
+            "reference.gin", [*wider, "train_reference.discard_mismatched = True"], tmp
+        )
+        self.assertIn("Starting over.", stdout)
+        units = [getattr(layer, "units", None) for layer in keras.models.load_model(path).layers]
+        self.assertIn(7, units)  # The new model was trained and saved.
+        self.assertEqual(_latest_step(train.reference_checkpoints(path)), 4)
 
     def test_interrupted_replay_resumes_from_its_checkpoint(self):
         tmp = self.get_temp_dir()

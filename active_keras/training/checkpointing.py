@@ -52,6 +52,10 @@ from active_keras.training import callbacks as callbacks_lib
 FACTS_FILE = "run_facts.json"
 
 
+class CheckpointMismatch(ValueError):
+    """The checkpoints in a folder belong to another run (its facts or its variables differ)."""
+
+
 class _JsonState(tf.train.experimental.PythonState):
     """A JSON value saved in the checkpoint (the curve so far).
 
@@ -223,8 +227,8 @@ class Checkpointer(keras.callbacks.Callback):
             `(0, [])` when there is no checkpoint.
 
         Raises:
-            ValueError: The checkpoint belongs to another run (different facts,
-                or variables that do not match this run's models).
+            CheckpointMismatch: The checkpoint belongs to another run (different
+                facts, or variables that do not match this run's models).
         """
         path = tf.train.latest_checkpoint(self.directory)
         if path is None:
@@ -233,7 +237,7 @@ class Checkpointer(keras.callbacks.Callback):
         try:
             self.checkpoint.restore(path).assert_existing_objects_matched().expect_partial()
         except (AssertionError, ValueError, tf.errors.OpError) as e:
-            raise ValueError(
+            raise CheckpointMismatch(
                 f"The checkpoint {path} does not match this run's models ({e}). Resume with the "
                 f"configuration that wrote it, or delete {self.directory} to start over."
             ) from e
@@ -255,7 +259,7 @@ class Checkpointer(keras.callbacks.Callback):
             saved = json.load(f)
         for key in sorted(set(saved) & set(self.facts)):
             if saved[key] != self.facts[key]:
-                raise ValueError(
+                raise CheckpointMismatch(
                     f"The checkpoints in {self.directory} are of a run with {key}={saved[key]!r}; "
                     f"this run has {key}={self.facts[key]!r}. Use another --model_dir, or delete "
                     f"{self.directory} to start over."
