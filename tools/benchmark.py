@@ -905,17 +905,19 @@ def _run_ladder(suite):
 def plot_ladder(summary, path, metrics=None):
     """Final metric against budget (mean and spread over seeds).
 
-    One panel a regime, or, with `metrics` (a summary keyed by metric), one a
-    regime and metric.
+    One panel a regime, side by side; or, with `metrics` (a summary keyed by
+    metric), one row a regime and one column a metric.
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [(r, m) for r in (list(summary) or ["(no runs)"]) for m in (metrics or [None])]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
-    for ax, (regime, metric) in zip(axes[0], panels, strict=True):
+    regimes = list(summary) or ["(no runs)"]
+    rows, cols = (len(regimes), len(metrics)) if metrics else (1, len(regimes))
+    panels = [(r, m) for r in regimes for m in (metrics or [None])]
+    fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 4.2 * rows), squeeze=False)
+    for ax, (regime, metric) in zip(axes.flat, panels, strict=True):
         for config, row in summary.get(regime, {}).items():
             if config.startswith("_"):
                 continue
