@@ -351,6 +351,19 @@ ACTIVECLIP_REFERENCES = (
         (1000, 2000),
     ),
 )
+# A reference of the learner's size on the same 693 held-out pairs (beside the 30% regime's):
+# is the reference's size or its held-out data what limits it? At T = 4, the shipped default.
+# (config, extra bindings, budgets)
+ACTIVECLIP_SIZED_REFERENCES = (
+    (
+        "learnability_sample_T4_refsmall",
+        [
+            "ClipTask.reference_size = 'small'",
+            "run.reference_path = 'benchmarks/runs/activeclip/_reference_small/reference.keras'",
+        ],
+        (1000, 2000, 3000),
+    ),
+)
 
 
 # Is the reference the limit, within the method? A second regime holds out 30% of the files
@@ -426,6 +439,7 @@ def _activeclip_suite(smoke, reference_path):
         plan += [(main, c, *active, t, [], b) for c, t, b in ACTIVECLIP_TEMPERATURES]
         plan += [(main, c, *active, t, extra, b) for c, t, extra, b in ACTIVECLIP_SCHEDULES]
         plan += [(main, c, *active, 1.0, extra, b) for c, extra, b in ACTIVECLIP_REFERENCES]
+        plan += [(main, c, *active, 4.0, extra, b) for c, extra, b in ACTIVECLIP_SIZED_REFERENCES]
         plan += [(main, c, g, s, lr, t, [], b) for c, g, s, lr, t, b in ACTIVECLIP_LONG]
         plan += [
             (ACTIVECLIP_HELDOUT_REGIME, c, g, s, lr, t, ACTIVECLIP_HELDOUT, b)
