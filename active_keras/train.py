@@ -178,8 +178,21 @@ def train_reference(
         The trained model; its file is `path`.
     """
     print(f"reference: training the small model for {num_steps} steps on {split!r}", flush=True)
-    args = (task, path, num_steps, batch_size, learning_rate, split, seed, jit_compile)
-    training = ReferenceTraining(*args, checkpoint_every)
+
+    def fresh():  # A new model and checkpointer.
+        return ReferenceTraining(
+            task,
+            path,
+            num_steps,
+            batch_size,
+            learning_rate,
+            split,
+            seed,
+            jit_compile,
+            checkpoint_every,
+        )
+
+    training = fresh()
     try:
         training.run()
     except checkpointing.CheckpointMismatch as e:
@@ -187,7 +200,7 @@ def train_reference(
             raise
         print(f"reference: {e} Starting over.", flush=True)
         shutil.rmtree(reference_checkpoints(path), ignore_errors=True)
-        training = ReferenceTraining(*args, checkpoint_every)
+        training = fresh()
         training.run()
     return training.model
 

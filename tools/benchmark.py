@@ -351,24 +351,10 @@ ACTIVECLIP_REFERENCES = (
         (1000, 2000),
     ),
 )
-# A reference of the learner's size on the same 693 held-out pairs (beside the 30% regime's):
-# is the reference's size or its held-out data what limits it? At T = 4, the shipped default.
-# (config, extra bindings, budgets)
-ACTIVECLIP_SIZED_REFERENCES = (
-    (
-        "learnability_sample_T4_refsmall",
-        [
-            "ClipTask.reference_size = 'small'",
-            "run.reference_path = 'benchmarks/runs/activeclip/_reference_small/reference.keras'",
-        ],
-        (1000, 2000, 3000),
-    ),
-)
-
 
 # Is the reference the limit, within the method? A second regime holds out 30% of the files
-# instead of 10% (about 2,060 pairs for the reference instead of 640; the test split is the
-# same files, the learner's training split shrinks from 80% to 60%) and trains its own
+# instead of 10% (2,083 pairs for the reference instead of 693; the test split is the same
+# files, the learner's training split shrinks from 5,509 to 4,119 pairs) and trains its own
 # reference (same tower, same 600 steps) and vocabulary on them. Uniform (both rates) and the
 # shipped learnability (T = 4) rerun on its smaller training split. (regime, bindings, configs)
 ACTIVECLIP_HELDOUT_REGIME = "openclipart32_heldout30"
@@ -399,16 +385,29 @@ ACTIVECLIP_HELDOUT_CONFIGS = (  # (config, gin file, selection, learning rate, T
     ),
     ("uniform_lr2e-3", "gin/activeclip_uniform.gin", None, "2e-3", None, (1000, 1500, 2000, 3000)),
 )
+
+
+def _learner_sized_reference(directory):
+    """Bindings of a reference of the learner's size ("small") trained into `directory`."""
+    return [
+        "ClipTask.reference_size = 'small'",
+        f"run.reference_path = '{directory}/reference.keras'",
+    ]
+
+
 # With precomputed reference losses the reference's size costs nothing per step: a reference of
-# the learner's size ("small") on the 30% held-out split tests how far a better reference goes.
-# (config, extra bindings, budgets)
-ACTIVECLIP_HELDOUT_REFERENCES = (
+# the learner's size on each regime's held-out split, at T = 4 (the shipped default). Is it the
+# reference's size or its held-out data (693 pairs or 2,083) that limits it?
+# (regime, extra bindings, budgets)
+ACTIVECLIP_SIZED_REFERENCES = (
     (
-        "learnability_sample_T4_refsmall",
-        [
-            "ClipTask.reference_size = 'small'",
-            f"run.reference_path = '{ACTIVECLIP_HELDOUT_DIR}_small/reference.keras'",
-        ],
+        ACTIVECLIP_REGIME,
+        _learner_sized_reference("benchmarks/runs/activeclip/_reference_small"),
+        (1000, 2000, 3000),
+    ),
+    (
+        ACTIVECLIP_HELDOUT_REGIME,
+        ACTIVECLIP_HELDOUT + _learner_sized_reference(f"{ACTIVECLIP_HELDOUT_DIR}_small"),
         (1000, 1500, 2000, 3000),
     ),
 )
@@ -419,15 +418,8 @@ ACTIVECLIP_LONG = tuple(
 )
 
 
-def _activeclip_suite(smoke, reference_path):
-    """ActiveCLIP on Open Clip Art: budget ladders, 3 seeds, decayed schedules.
-
-    Every run shares one vocabulary (learned once beside the reference, copied
-    into each run directory), so the reference's token ids are the learner's.
-    """
-    vocab = os.path.join(os.path.dirname(reference_path), "vocab")
-    seeds = ACTIVECLIP_SEEDS[:1] if smoke else ACTIVECLIP_SEEDS
-    runs = []
+def _activeclip_plan(smoke):
+    """`(regime, config, gin file, selection, lr, T, extra bindings, budgets)` of every config."""
     # The learnability runs without a temperature in their name sample at T = 1, the default
     # when the ladder ran; bound here so that the shipped default (now 4) leaves them as run.
     main = ACTIVECLIP_REGIME
@@ -439,17 +431,36 @@ def _activeclip_suite(smoke, reference_path):
         plan += [(main, c, *active, t, [], b) for c, t, b in ACTIVECLIP_TEMPERATURES]
         plan += [(main, c, *active, t, extra, b) for c, t, extra, b in ACTIVECLIP_SCHEDULES]
         plan += [(main, c, *active, 1.0, extra, b) for c, extra, b in ACTIVECLIP_REFERENCES]
-        plan += [(main, c, *active, 4.0, extra, b) for c, extra, b in ACTIVECLIP_SIZED_REFERENCES]
         plan += [(main, c, g, s, lr, t, [], b) for c, g, s, lr, t, b in ACTIVECLIP_LONG]
         plan += [
             (ACTIVECLIP_HELDOUT_REGIME, c, g, s, lr, t, ACTIVECLIP_HELDOUT, b)
             for c, g, s, lr, t, b in ACTIVECLIP_HELDOUT_CONFIGS
         ]
-        plan += [
-            (ACTIVECLIP_HELDOUT_REGIME, c, *active, 4.0, ACTIVECLIP_HELDOUT + extra, b)
-            for c, extra, b in ACTIVECLIP_HELDOUT_REFERENCES
-        ]
-    for regime, config, gin_file, selection, lr, temperature, extra, budgets in plan:
+        sized = "learnability_sample_T4_refsmall"
+        plan += [(r, sized, *active, 4.0, extra, b) for r, extra, b in ACTIVECLIP_SIZED_REFERENCES]
+    return plan
+
+
+def _activeclip_budgets():
+    """`{regime: sorted budgets}` over every configuration of the full suite."""
+    budgets = {}
+    for regime, *_, config_budgets in _activeclip_plan(smoke=False):
+        budgets.setdefault(regime, set()).update(config_budgets)
+    return {regime: sorted(b) for regime, b in budgets.items()}
+
+
+def _activeclip_suite(smoke, reference_path):
+    """ActiveCLIP on Open Clip Art: budget ladders, 3 seeds, decayed schedules.
+
+    Every run shares one vocabulary (learned once beside the reference, copied
+    into each run directory), so the reference's token ids are the learner's.
+    """
+    vocab = os.path.join(os.path.dirname(reference_path), "vocab")
+    seeds = ACTIVECLIP_SEEDS[:1] if smoke else ACTIVECLIP_SEEDS
+    runs = []
+    for regime, config, gin_file, selection, lr, temperature, extra, budgets in _activeclip_plan(
+        smoke
+    ):
         budgets = (10, 20) if smoke else budgets
         for seed in seeds:
             for budget in budgets:
@@ -566,10 +577,7 @@ LADDER_SUITES = {
         _activeclip_suite,
         "gin/activeclip_reference.gin",
         {
-            "regimes": {
-                ACTIVECLIP_REGIME: [None, None, [*ACTIVECLIP_BUDGETS, 3000]],
-                ACTIVECLIP_HELDOUT_REGIME: [None, None, [500, 1000, 1500, 2000, 3000]],
-            },
+            "regimes": {r: [None, None, b] for r, b in _activeclip_budgets().items()},
             "seeds": list(ACTIVECLIP_SEEDS),
             "sub_batch_size": SUB_BATCH,
             "schedule": "cosine decay to zero at each run's budget",
