@@ -22,6 +22,7 @@ curve = train.run("/tmp/classact")
 """
 
 import contextlib
+import functools
 import inspect
 import json
 import os
@@ -34,6 +35,7 @@ import keras
 import tensorflow as tf
 
 from active_keras.analysis import flops, report, selection_log
+from active_keras.data.classification import CROSSFIT_FOLDS
 from active_keras.selection import policies
 from active_keras.selection import reference_losses as reference_losses_lib
 from active_keras.training import callbacks as callbacks_lib
@@ -149,6 +151,24 @@ class ReferenceTraining(loop.Loop):
         )
 
 
+CROSSFIT = "crossfit"
+
+
+def crossfit_paths(path):
+    """The files of the two cross-fitted references of `path`: `<name>.fold0.keras`, `.fold1`."""
+    stem = os.path.splitext(path)[0]
+    return [f"{stem}.fold{k}.keras" for k in range(len(CROSSFIT_FOLDS))]
+
+
+def _check_crossfit(task):
+    if not task.supports_crossfit:
+        raise ValueError(
+            f"train_reference.split = {CROSSFIT!r} needs a task whose data has cross-fit folds; "
+            f"{type(task).__name__} has none. Train its reference on held-out data "
+            "(train_reference.split = 'heldout')."
+        )
+
+
 @gin.configurable
 def train_reference(
     task,
@@ -168,6 +188,13 @@ def train_reference(
     `reference_checkpoints(path)`; training it again after a kill resumes from
     the latest.
 
+    With `split="crossfit"` no held-out data is needed: two references are
+    trained, each on one half of the train split ("train_fold0",
+    "train_fold1"), into `crossfit_paths(path)`, each for `num_steps`. A run
+    then scores every training example with the reference that did not see
+    it, through the precomputed loss table (`run.reference_losses`, which
+    cross-fitting turns on), and counts both pre-trainings.
+
     Args:
         discard_mismatched: Start over, deleting the checkpoints, when those
             beside `path` are of another reference (another task or size)
@@ -175,8 +202,26 @@ def train_reference(
             reference path is shared by every task's smoke runs.
 
     Returns:
-        The trained model; its file is `path`.
+        The trained model; its file is `path` (with "crossfit": the list of
+        both, in fold order).
     """
+    if split == CROSSFIT:
+        _check_crossfit(task)
+        return [
+            train_reference(
+                task,
+                fold_path,
+                num_steps,
+                batch_size,
+                learning_rate,
+                fold,
+                seed,
+                jit_compile,
+                checkpoint_every,
+                discard_mismatched,
+            )
+            for fold_path, fold in zip(crossfit_paths(path), CROSSFIT_FOLDS, strict=True)
+        ]
     print(f"reference: training the small model for {num_steps} steps on {split!r}", flush=True)
 
     def fresh():  # A new model and checkpointer.
@@ -205,8 +250,26 @@ def train_reference(
     return training.model
 
 
-@gin.configurable(denylist=["task", "path"])
-def load_or_train_reference(task, path, retrain_mismatched=False):
+def crossfitted():
+    """Whether the run's references are cross-fitted (`train_reference.split = 'crossfit'`)."""
+    return _configured("split") == CROSSFIT
+
+
+def load_references(task, path):
+    """The run's frozen references: `[reference]`, or the two cross-fitted ones in fold order."""
+    if not crossfitted():
+        return [load_or_train_reference(task, path)]
+    _check_crossfit(task)
+    if not path:
+        raise ValueError("The policy needs a reference: bind run.reference_path.")
+    return [
+        load_or_train_reference(task, fold_path, split=fold)
+        for fold_path, fold in zip(crossfit_paths(path), CROSSFIT_FOLDS, strict=True)
+    ]
+
+
+@gin.configurable(denylist=["task", "path", "split"])
+def load_or_train_reference(task, path, retrain_mismatched=False, split=None):
     """Loads the reference from `path`, training and saving it first if missing.
 
     Args:
@@ -215,7 +278,11 @@ def load_or_train_reference(task, path, retrain_mismatched=False):
         retrain_mismatched: Retrain (and overwrite) a saved reference that does
             not fit the task instead of raising; `gin/local.gin` sets it, as its
             throw-away reference file is shared by every task's smoke runs.
+        split: The split to train it on if missing (default:
+            `train_reference.split`); a cross-fit fold for one of two
+            cross-fitted references (`load_references`).
     """
+    train = functools.partial(train_reference, split=split) if split else train_reference
     if path and os.path.exists(path):
         try:
             model = keras.models.load_model(path, compile=False)
@@ -233,11 +300,11 @@ def load_or_train_reference(task, path, retrain_mismatched=False):
                 print(f"reference: {e} Retraining it.", flush=True)
                 # Its checkpoints, if any, are of the mismatched model.
                 shutil.rmtree(reference_checkpoints(path), ignore_errors=True)
-                model = train_reference(task, path)
+                model = train(task, path)
     else:
         if not path:
             raise ValueError("The policy needs a reference: bind run.reference_path.")
-        model = train_reference(task, path)
+        model = train(task, path)
     task.check_model(model, f"reference ({path})")
     return model
 
@@ -330,7 +397,8 @@ def build_active_learner(
     if needed.online_reference:
         reference = task.build_small(name="reference")
     elif needed.reference:
-        reference = load_or_train_reference(task, reference_path)
+        # Cross-fitted: the first fold's model stands for both (their losses are looked up).
+        reference = load_references(task, reference_path)[0]
     else:
         reference = None
     keras.utils.set_random_seed(seed)
@@ -463,6 +531,9 @@ def run(
             metrics=task.metrics(),
             jit_compile=jit_compile,
         )
+        if crossfitted() and model.model_set.frozen_reference:
+            # Each example's loss is its other fold's reference's: only a table can say so.
+            reference_losses = reference_losses or "auto"
         if reference_losses:
             _use_reference_losses(model, task, reference_losses, reference_path)
         return ActiveRun(
@@ -486,16 +557,20 @@ def _use_reference_losses(model, task, setting, reference_path):
             f"(ActiveLearner.policy = {model.policy.name!r}, ActiveLearner.online_reference = "
             f"{model.online_reference})."
         )
+    folds = load_references(task, reference_path) if crossfitted() else None
     model.use_reference_losses(
-        reference_losses_lib.load_or_compute(setting, model, task, reference_path)
+        reference_losses_lib.load_or_compute(setting, model, task, reference_path, folds=folds)
     )
 
 
 def _reference_pretraining_flops(ledger, model_set):
-    """3 forward passes per example of `train_reference`'s configured steps and batch size."""
+    """3 forward passes per example of `train_reference`'s configured steps and batch size,
+    for each reference trained (two when cross-fitted)."""
     if not model_set.frozen_reference:
         return 0
-    return 3 * ledger.flops["reference"] * _configured("num_steps") * _configured("batch_size")
+    per_reference = 3 * ledger.flops["reference"] * _configured("num_steps")
+    references = len(CROSSFIT_FOLDS) if crossfitted() else 1
+    return references * per_reference * _configured("batch_size")
 
 
 def _configured(name):

@@ -155,7 +155,16 @@ def _ladder_run(regime, config, gin_file, bindings, seed, budget, keep):
 
 
 def _classact_suite(smoke, reference_path):
-    """ClassAct on Fashion-MNIST: budget ladders, 3 seeds, decayed schedules, telling first."""
+    """ClassAct on Fashion-MNIST: the fair-evidence regimes, then the earlier ladders."""
+    if smoke:  # One fair regime and one earlier one exercise both kinds of summary.
+        fair = _fair_suite(smoke, reference_path, regimes=("noise20_train10k_val",))
+    else:
+        fair = _fair_suite(smoke, reference_path)
+    return fair + _classact_test_picked_suite(smoke, reference_path)
+
+
+def _classact_test_picked_suite(smoke, reference_path):
+    """The earlier ladders (picked on test): budget ladders, 3 seeds, decayed schedules."""
     regimes = {"noise20_train10k": CLASSACT_REGIMES["noise20_train10k"]} if smoke else {}
     regimes = regimes or CLASSACT_REGIMES
     seeds = CLASSACT_SEEDS[:2] if smoke else CLASSACT_SEEDS
@@ -196,6 +205,142 @@ def _classact_suite(smoke, reference_path):
                     bindings += CLASSACT_SMOKE_BINDINGS if smoke else []
                     runs.append(_ladder_run(regime, config, gin_file, bindings, seed, budget, keep))
     return runs
+
+
+# Fair evidence (issue 27): every selection arm against uniform trained on every labelled example
+# its reference saw, everything picked on a 5,000-image validation split that carries the
+# regime's label noise, and reported on test. (label noise, training images or None for all the
+# 45,000 left after held-out and validation, budgets, learning rates, arms)
+FAIR_REGIMES = {
+    # The training images of noise20_train10k (its validation images come from the 40,000 it
+    # leaves unused), at the same budgets and its three rates.
+    "noise20_train10k_val": (
+        0.2,
+        10000,
+        (190, 375, 750, 1500, 3000),
+        ("1e-3", "2e-3", "4e-3"),
+        ("train", "train+heldout_clean10k", "train+heldout_clean2k"),
+    ),
+    # The seed paper's setting: each example trained on about once (b x updates <= 45,000).
+    # 4e-3 already won at 750 updates on both 50k regimes, so the sweep goes above it.
+    "single_pass_clean": (
+        0.0,
+        None,
+        (94, 188, 375, 750),
+        ("2e-3", "4e-3", "8e-3"),
+        ("train", "train+heldout_clean10k"),
+    ),
+    "single_pass_noise20": (
+        0.2,
+        None,
+        (94, 188, 375, 750),
+        ("2e-3", "4e-3", "8e-3"),
+        ("train", "train+heldout_clean10k"),
+    ),
+}
+FAIR_VALIDATION_SIZE = 5000
+# What each baseline trains on, as data bindings: `train_data` -> bindings.
+FAIR_TRAIN_DATA = {
+    "train": [],
+    "train+heldout_clean10k": ["ImageClassificationData.train_with_heldout = True"],
+    "train+heldout_clean2k": [
+        "ImageClassificationData.train_with_heldout = True",
+        "ImageClassificationData.heldout_limit = 2000",
+    ],
+}
+# The reference each selection arm scores with, and the data set its matched baseline trains on.
+# A smaller clean set trains for the same number of epochs (400 steps of 128 on 2,000 images as
+# 2,000 on 10,000); the two cross-fitted references split one reference's 2,000 steps, so that
+# cross-fitting costs the same pre-training as one held-out reference.
+FAIR_REFERENCES = {  # reference_data -> (matched train_data, bindings, reference folder)
+    "clean_heldout10k": ("train+heldout_clean10k", [], None),
+    "clean_heldout2k": (
+        "train+heldout_clean2k",
+        ["ImageClassificationData.heldout_limit = 2000", "train_reference.num_steps = 400"],
+        "_reference_clean2k",
+    ),
+    "crossfit": (
+        "train",
+        ["train_reference.split = 'crossfit'", "train_reference.num_steps = 1000"],
+        "_reference_crossfit_{regime}",  # Trained on the regime's own (noisy) training images.
+    ),
+}
+
+
+def _fair_eval_every(budget):
+    """Evaluation interval of a budget: a divisor, for 5 (else 4, 6, 3 or 2) evaluations."""
+    return budget // next(k for k in (5, 4, 6, 3, 2, 1) if budget % k == 0)
+
+
+def _fair_suite(smoke, reference_path, regimes=None):
+    """The fair-evidence regimes (`FAIR_REGIMES`), cheapest questions first.
+
+    Order: noise20_train10k_val up to 1,500 updates, then the single-pass
+    regimes, then noise20_train10k_val at 3,000 (half of all its updates), so
+    that a suite stopped part-way has complete 3-seed ladders of the most.
+    """
+    runs = []
+    runs_dir = os.path.dirname(os.path.dirname(reference_path))
+    for regime, (noise, train_size, budgets, rates, train_datas) in FAIR_REGIMES.items():
+        if regimes is not None and regime not in regimes:
+            continue
+        data = [
+            f"ImageClassificationData.label_noise = {noise}",
+            f"ImageClassificationData.validation_size = {FAIR_VALIDATION_SIZE}",
+        ]
+        if train_size:
+            data.append(f"ImageClassificationData.train_size = {train_size}")
+        arms = [("uniform", f"uniform_{t}", t, None, []) for t in train_datas]
+        for ref_data, (matched, extra, folder) in FAIR_REFERENCES.items():
+            if matched not in train_datas:
+                continue
+            if folder:
+                path = os.path.join(runs_dir, folder.format(regime=regime), "reference.keras")
+                extra = extra + [f"run.reference_path = '{path}'"]
+            arms.append(("learnability", f"learnability_{ref_data}", matched, ref_data, extra))
+        if smoke:
+            arms, budgets, rates = arms[:1] + arms[-1:], (10, 20), rates[:1]
+        for budget in budgets:
+            for seed in CLASSACT_SEEDS[:2] if smoke else CLASSACT_SEEDS:
+                for policy, arm, train_data, ref_data, extra in arms:
+                    for lr in rates:
+                        bindings = data + [
+                            f"ActiveLearner.policy = '{policy}'",
+                            "ActiveLearner.keep_fraction = 0.5",
+                            f"run.super_batch_size = {2 * SUB_BATCH}",
+                            f"run.seed = {seed}",
+                            f"run.num_steps = {budget}",
+                            f"run.eval_every = {_fair_eval_every(budget)}",
+                            f"make_optimizer.learning_rate = {lr}",
+                            "make_optimizer.schedule = 'cosine'",
+                            "run.jit_compile = False",
+                            "run.write_report = False",
+                            "run.record_selections = False",
+                            "run.selection_log_every = 0",
+                            f"run.reference_path = '{reference_path}'",
+                        ]
+                        if policy == "uniform":
+                            bindings += FAIR_TRAIN_DATA[train_data]
+                        else:
+                            bindings.append("run.reference_losses = 'auto'")
+                        bindings += extra + (CLASSACT_SMOKE_BINDINGS if smoke else [])
+                        gin_file = f"gin/{'uniform' if policy == 'uniform' else 'classact'}.gin"
+                        run = _ladder_run(
+                            regime, f"{arm}_lr{lr}", gin_file, bindings, seed, budget, 0.5
+                        )
+                        run.ladder.update(
+                            train_data=train_data if policy == "uniform" else "train",
+                            reference_data=ref_data,
+                            baseline_train_data=train_data,
+                            learning_rate=float(lr),
+                        )
+                        runs.append(run)
+    late = [
+        r
+        for r in runs
+        if r.ladder["regime"] == "noise20_train10k_val" and r.ladder["budget"] > 1500
+    ]
+    return [r for r in runs if r not in late] + late
 
 
 # The smoke ladder shrinks the data as gin/local.gin does, but keeps each run's budget.
@@ -556,6 +701,7 @@ class LadderSuite:
     reference_gin: str
     protocol: dict
     metrics: tuple = None
+    reference_data: str = "clean_heldout10k"  # What the references of runs that don't say saw.
 
 
 # name -> (runs factory, metric compared at the baseline's best).
@@ -584,6 +730,7 @@ LADDER_SUITES = {
             "headline_metric": ACTIVECLIP_METRICS[0],
         },
         ACTIVECLIP_METRICS,
+        reference_data="clean_heldout",
     ),
 }
 # name -> main(out_dir, smoke) for suites that are not sets of training runs.
@@ -789,7 +936,7 @@ def _execute_ladder(run, runs_dir, store, digest, reuse):
     return name, seconds, how
 
 
-def ladder_record(store, name, metrics=None):
+def ladder_record(store, name, metrics=None, reference_data="clean_heldout10k"):
     """The summary record of one stored ladder run (see `active_keras.analysis.ladder.summarize`).
 
     With `metrics`, the record also has `finals` and `peaks`: each metric's
@@ -805,6 +952,12 @@ def ladder_record(store, name, metrics=None):
     steps = [b for b in info["bindings"] if b.startswith("train_reference.num_steps")]
     ref_steps = int(steps[-1].split("=")[1]) if steps else REFERENCE_STEPS
     headline = metrics[0] if metrics else "test_accuracy"
+    pretraining = None
+    if "reference" in forward:
+        # The run's own ledger fact (both references when cross-fitted), else as configured.
+        pretraining = metrics_file.get("reference_pretraining_flops") or (
+            3 * forward["reference"] * ref_steps * REFERENCE_BATCH
+        )
     record = {
         "name": name,
         "regime": info["regime"],
@@ -818,14 +971,18 @@ def ladder_record(store, name, metrics=None):
         "peak_accuracy": max(p[headline] for p in curve),
         "final_learning_rate": final["learning_rate"],
         "total_flops": final["total_flops"],
-        # Reported beside the speed-ups, not inside them: 3 forward passes a training example.
-        "reference_pretraining_flops": (
-            3 * forward["reference"] * ref_steps * REFERENCE_BATCH
-            if "reference" in forward
-            else None
-        ),
+        # 3 forward passes a training example; the summary counts it in the headline ratio.
+        "reference_pretraining_flops": pretraining,
         "seconds": info.get("seconds"),
+        # What the learner trained on, what the reference saw, and the matched baseline's data.
+        "train_data": info.get("train_data", "train"),
+        "reference_data": info.get(
+            "reference_data", None if metrics_file["policy"] == "uniform" else reference_data
+        ),
+        "baseline_train_data": info.get("baseline_train_data", "train"),
     }
+    if "validation_accuracy" in final:  # Picks are made on validation where runs have it.
+        record["final_validation_accuracy"] = final["validation_accuracy"]
     if metrics:
         record["finals"] = {m: final[m] for m in metrics}
         record["peaks"] = {m: max(p[m] for p in curve) for m in metrics}
@@ -898,7 +1055,7 @@ def _run_ladder(suite):
                 print(f"{name}: {how} ({seconds:.0f} s)", flush=True)
     # Only stored runs of exactly this configuration count (a stale one is listed as not run).
     done = [r for r in runs if _reusable(store, r, digests[r.name])]
-    records = [ladder_record(store, r.name, suite.metrics) for r in done]
+    records = [ladder_record(store, r.name, suite.metrics, suite.reference_data) for r in done]
     from active_keras.analysis import ladder
 
     if suite.metrics:

@@ -45,6 +45,19 @@ def _digits(split, data_dir=None):
     return (images[:cut], labels[:cut]) if split == "train" else (images[cut:], labels[cut:])
 
 
+# The two halves of the train split that cross-fitted references train on (`split`).
+CROSSFIT_FOLDS = ("train_fold0", "train_fold1")
+
+
+def _arrays(split):
+    """The split's arrays in field order (`dataclasses.astuple` would deep-copy them)."""
+    return [getattr(split, f.name) for f in dataclasses.fields(split)]
+
+
+def _concat(a, b):
+    return Split(*(np.concatenate(pair) for pair in zip(_arrays(a), _arrays(b), strict=True)))
+
+
 # name -> (loader(split) -> (images, labels), num_classes, class_names)
 SOURCES = {
     "fashion_mnist": (fashion_mnist.load, 10, fashion_mnist.CLASS_NAMES),
@@ -141,6 +154,19 @@ class ImageClassificationData:
             gives a fifth of its training examples to the held-out split
             instead of failing (`gin/local.gin` sets it, so that `--local`
             smoke-runs any folder). `train_size` is always an upper bound.
+        validation_size: Examples carved from the end of the training pool
+            (after the held-out split, before `train_size` is applied) into a
+            "validation" split, with the same label noise as train (a user's
+            validation data is as noisy as the rest). Runs evaluate on it
+            beside test, so that configurations are picked on validation and
+            reported on test. The train split is what it would be without a
+            validation split whenever `train_size` leaves that many unused.
+        heldout_limit: Use only the first this many held-out examples (a
+            smaller clean set); the carve-out, and so the train split, stay as
+            with the full `heldout_size`.
+        train_with_heldout: Append the (limited) held-out split, clean labels
+            and all, to the train split: the uniform baseline that gets every
+            labelled example a reference trained on held-out data saw.
 
     Attributes:
         skipped: Files of a folder source skipped as undecodable (`{"corrupt": n}`;
@@ -157,6 +183,9 @@ class ImageClassificationData:
         data_dir=None,
         curated_dir=None,
         cap_sizes=False,
+        validation_size=0,
+        heldout_limit=None,
+        train_with_heldout=False,
     ):
         self.skipped = {}
         if name.startswith("tfds:"):
@@ -189,20 +218,35 @@ class ImageClassificationData:
             heldout_size = min(heldout_size, len(labels) // 5)
         if not 0 <= heldout_size < len(labels):
             raise ValueError(f"heldout_size={heldout_size} must be in [0, {len(labels)}).")
+        if not 0 <= validation_size < len(labels) - heldout_size:
+            raise ValueError(
+                f"validation_size={validation_size} must be in [0, {len(labels) - heldout_size}) "
+                f"(the {len(labels)} training examples less heldout_size={heldout_size})."
+            )
+        if heldout_limit is not None and not 0 < heldout_limit <= heldout_size:
+            raise ValueError(f"heldout_limit={heldout_limit} must be in [1, {heldout_size}].")
         order = np.random.default_rng(seed).permutation(len(labels))
         held, train = order[:heldout_size], order[heldout_size:]
+        # From the end of the pool: a train_size that leaves it unused keeps its train split.
+        cut = len(train) - validation_size
+        train, valid = train[:cut], train[cut:]
         if train_size is not None:
             train = train[:train_size]
+        held = held[:heldout_limit]
         noisy, corrupted = corrupt_labels(
             labels[train], label_noise, self.num_classes, seed=seed + 1
         )
         self.label_noise = label_noise
         self.input_shape = tuple(images.shape[1:])
+        clean_held = Split(
+            images[held], labels[held], np.zeros(len(held), bool), held.astype(np.int64)
+        )
+        train_split = Split(images[train], noisy, corrupted, train.astype(np.int64))
+        if train_with_heldout:
+            train_split = _concat(train_split, clean_held)
         self.splits = {
-            "train": Split(images[train], noisy, corrupted, train.astype(np.int64)),
-            "heldout": Split(
-                images[held], labels[held], np.zeros(len(held), bool), held.astype(np.int64)
-            ),
+            "train": train_split,
+            "heldout": clean_held,
             "test": Split(
                 test_images,
                 test_labels,
@@ -210,8 +254,36 @@ class ImageClassificationData:
                 np.arange(len(test_labels), dtype=np.int64) + len(labels),
             ),
         }
+        if validation_size:
+            v_noisy, v_corrupted = corrupt_labels(
+                labels[valid], label_noise, self.num_classes, seed=seed + 2
+            )
+            self.splits["validation"] = Split(
+                images[valid], v_noisy, v_corrupted, valid.astype(np.int64)
+            )
         if curated_dir:
             self.splits["train"] = self._curated_split(curated_dir)
+        self.fold_seed = seed + 3
+
+    def split(self, name):
+        """The split `name`: a key of `splits`, or "train_fold0" / "train_fold1".
+
+        The two folds are a seeded half each of the train split (cross-fitting:
+        a reference trained on one half scores the other, so no held-out data
+        is needed; `active_keras.train.train_reference`).
+        """
+        if name in self.splits:
+            return self.splits[name]
+        if name in CROSSFIT_FOLDS:
+            train = self.splits["train"]
+            order = np.random.default_rng(self.fold_seed).permutation(len(train))
+            half = len(train) // 2
+            mine = np.sort(order[:half] if name == CROSSFIT_FOLDS[0] else order[half:])
+            return Split(*(a[mine] for a in _arrays(train)))
+        raise ValueError(
+            f"Unknown split {name!r}; {self.name!r} has {sorted(self.splits)} and the "
+            f"cross-fit folds {list(CROSSFIT_FOLDS)}."
+        )
 
     def _curated_split(self, curated_dir):
         images, labels, corrupted, ids = curated.load_split(curated_dir)
@@ -244,7 +316,8 @@ class ImageClassificationData:
         (how a resumed run continues exactly).
 
         Args:
-            split: "train", "heldout" or "test".
+            split: "train", "heldout", "test", "validation" (if carved) or a
+                cross-fit fold (`split`).
             batch_size: Examples per batch (a super-batch when training actively).
             shuffle: Reshuffle every pass, seeded.
             repeat: Repeat forever.
@@ -252,7 +325,7 @@ class ImageClassificationData:
             drop_remainder: Defaults to `repeat` (training needs static shapes).
             start_batch: Index of the first batch to give.
         """
-        data = self.splits[split]
+        data = self.split(split)
         if shuffle and repeat:
             ds = self._stateless_stream(data, batch_size, seed, start_batch)
         else:

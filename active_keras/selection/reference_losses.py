@@ -30,6 +30,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from active_keras.data.classification import CROSSFIT_FOLDS
+
 BATCH = 1024
 
 
@@ -60,10 +62,10 @@ def check_precomputable(model):
         )
 
 
-def _batches(task):
-    """The training split in a fixed order: `(x, y, example_id)` batches."""
+def _batches(task, split="train"):
+    """`split` in a fixed order: `(x, y, example_id)` batches."""
     # Every example, the last partial batch too (Open Clip Art drops it by default).
-    batches = task.dataset("train", BATCH, shuffle=False, repeat=False, drop_remainder=False)
+    batches = task.dataset(split, BATCH, shuffle=False, repeat=False, drop_remainder=False)
     for x, y, meta in batches:
         yield x, y, meta["example_id"]
 
@@ -77,20 +79,42 @@ def data_fingerprint(task):
     return digest.hexdigest()
 
 
-def compute(model, task):
+def compute(model, task, folds=None):
     """`(ids, losses)` of the reference of `model` (an `ActiveLearner`) over the training split.
 
     The losses come from `model.example_losses`, the function the train step
     scores with, so a looked-up loss equals a computed one (up to float
     rounding of a different batch size).
+
+    Args:
+        model: The `ActiveLearner`.
+        task: The task whose training split is scored.
+        folds: Cross-fitted references (`train.load_references`): each fold of
+            the train split ("train_fold0", "train_fold1") is then scored by
+            the reference trained on the other one, instead of by
+            `model.reference`.
     """
     check_precomputable(model)
-    forward = tf.function(lambda x, y: model.example_losses(y, model.reference(x, training=False)))
+    if folds is None:
+        parts = [("train", model.reference)]
+    else:
+        parts = list(zip(CROSSFIT_FOLDS, reversed(folds), strict=True))
     ids, losses = [], []
-    for x, y, example_id in _batches(task):
-        ids.append(example_id.numpy())
-        losses.append(forward(x, y).numpy())
+    for split, reference in parts:
+        forward = tf.function(
+            lambda x, y, r=reference: model.example_losses(y, r(x, training=False))
+        )
+        for x, y, example_id in _batches(task, split):
+            ids.append(example_id.numpy())
+            losses.append(forward(x, y).numpy())
     return np.concatenate(ids).astype(np.int64), np.concatenate(losses).astype(np.float32)
+
+
+def references_fingerprint(model, folds=None):
+    """The fingerprint of the reference(s) that score: `model.reference`, or both folds."""
+    if folds is None:
+        return model_fingerprint(model.reference)
+    return hashlib.sha256("".join(model_fingerprint(f) for f in folds).encode()).hexdigest()
 
 
 def table(ids, losses):
@@ -105,8 +129,8 @@ def auto_path(reference_path, data_key):
     return f"{os.path.splitext(reference_path)[0]}.losses-{data_key[:16]}.npz"
 
 
-def load(path, model, task, data_key=None):
-    """The table cached in `path`, refused unless it fits `model.reference` and `task`'s data."""
+def load(path, model, task, data_key=None, folds=None):
+    """The table cached in `path`, refused unless it fits the scoring references and the data."""
     try:
         with np.load(path) as cached:
             saved = {k: cached[k] for k in cached.files}
@@ -115,7 +139,7 @@ def load(path, model, task, data_key=None):
     for key in ("ids", "losses", "reference_fingerprint", "data_fingerprint"):
         if key not in saved:
             raise ValueError(f"Reference losses {path!r} lack {key!r}: not a file we wrote.")
-    if str(saved["reference_fingerprint"]) != model_fingerprint(model.reference):
+    if str(saved["reference_fingerprint"]) != references_fingerprint(model, folds):
         raise ValueError(
             f"Reference losses {path!r} were computed with another reference (its weights "
             "differ from the loaded reference's). Delete the file to recompute them."
@@ -138,7 +162,7 @@ def load(path, model, task, data_key=None):
     return table(saved["ids"], saved["losses"])
 
 
-def load_or_compute(setting, model, task, reference_path):
+def load_or_compute(setting, model, task, reference_path, folds=None):
     """The reference-loss table for a run.
 
     Args:
@@ -147,6 +171,7 @@ def load_or_compute(setting, model, task, reference_path):
         model: The compiled `ActiveLearner`, with its frozen reference.
         task: The task whose training split is scored.
         reference_path: The reference's `.keras` file (for `"auto"`).
+        folds: Cross-fitted references, as for `compute`.
 
     Returns:
         The dense table for `model.use_reference_losses`.
@@ -157,18 +182,18 @@ def load_or_compute(setting, model, task, reference_path):
     data_key = data_fingerprint(task)
     path = auto_path(reference_path, data_key) if setting == "auto" else setting
     if os.path.exists(path):
-        result = load(path, model, task, data_key)
+        result = load(path, model, task, data_key, folds)
         print(f"reference losses: loaded {path}", flush=True)
         return result
     if setting != "auto":
         raise FileNotFoundError(f"Reference losses {path!r} do not exist; use 'auto'.")
-    ids, losses = compute(model, task)
+    ids, losses = compute(model, task, folds)
     tmp = f"{path}.tmp{os.getpid()}.npz"
     np.savez(
         tmp,
         ids=ids,
         losses=losses,
-        reference_fingerprint=model_fingerprint(model.reference),
+        reference_fingerprint=references_fingerprint(model, folds),
         data_fingerprint=data_key,
         example_loss=loss_name(model),
     )

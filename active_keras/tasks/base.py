@@ -35,10 +35,18 @@ class Task(abc.ABC):
             `PRIMARY_METRICS`): speed-ups and the progress line use it.
         example_loss: `fn(y, y_pred) -> [B]` per-example losses used to score
             examples, or None to score with the compiled loss.
+        eval_splits: The splits every curve point evaluates (`evaluate`); a
+            task with a validation split lists it first, so that runs are
+            picked on validation and reported on test.
+        supports_crossfit: Whether `dataset` gives the two cross-fit folds of
+            the train split, "train_fold0" and "train_fold1" (cross-fitted
+            references: `active_keras.train.train_reference`).
     """
 
     primary_metric = None
     example_loss = None
+    eval_splits = ("test",)
+    supports_crossfit = False
 
     @abc.abstractmethod
     def dataset(

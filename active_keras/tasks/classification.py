@@ -37,6 +37,7 @@ class ClassificationTask(base.Task):
 
     example_loss = None  # Score with the compiled cross-entropy.
     primary_metric = "test_accuracy"
+    supports_crossfit = True  # ImageClassificationData.split gives the folds.
 
     def __init__(
         self,
@@ -58,6 +59,10 @@ class ClassificationTask(base.Task):
     @property
     def num_classes(self):
         return self.data.num_classes
+
+    @property
+    def eval_splits(self):
+        return ("validation", "test") if "validation" in self.data.splits else ("test",)
 
     def dataset(self, split, batch_size, **kwargs):
         return self.data.dataset(split, batch_size, **kwargs)

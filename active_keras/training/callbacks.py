@@ -70,7 +70,7 @@ class CurveLogger(keras.callbacks.Callback):
     Each point holds: step, learner_updates, examples_drawn (super-batch
     examples), examples_trained (sub-batch examples), FLOPs per model and
     total from the ledger, the learner's learning rate at that step, the
-    task's test metrics and the fit logs. Beside it, `timing.json` holds the
+    task's metrics on each of its `eval_splits`, the fit logs. Beside it, `timing.json` holds the
     run's wall-clock time (`timing_path`).
 
     Args:
@@ -123,7 +123,8 @@ class CurveLogger(keras.callbacks.Callback):
         point["learning_rate"] = float(
             keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)
         )
-        point.update(self.task.evaluate(self.model.learner))
+        for split in self.task.eval_splits:
+            point.update(self.task.evaluate(self.model.learner, split))
         for key, value in (logs or {}).items():
             point[f"train_{key}"] = float(value)
         return point
