@@ -84,7 +84,11 @@ class ClassActEvidenceTest(tf.test.TestCase):
         with open(RESULTS) as f:
             summary = json.load(f)["summary"]
         for regime, rows in summary.items():
-            self.assertIn(regime, benchmark.CLASSACT_REGIMES)
+            self.assertIn(regime, {**benchmark.CLASSACT_REGIMES, **benchmark.FAIR_REGIMES})
+            self.assertIn(rows["_picked_on"], ("validation", "test"))
+            for train_data, base in rows["_baselines"].items():
+                self.assertEqual(base["train_data"], train_data)
+                self.assertEqual(base["picked_on"], rows["_picked_on"])
             for name, row in rows.items():
                 if name.startswith("_"):
                     continue
@@ -99,9 +103,19 @@ class ClassActEvidenceTest(tf.test.TestCase):
                     "flops_speedup",
                     "updates_speedup_std",
                     "flops_speedup_std",
+                    "flops_speedup_incl_pretraining",
+                    "seeds_reaching",
                 ):
                     self.assertIn(key, row, f"{regime}/{name}")
                 self.assertIsInstance(row["seeds"], int)
+                self.assertEqual(row["std_ddof"], 1)
+                self.assertIn(row["baseline"], rows["_baselines"])
+                if row["is_baseline"]:
+                    self.assertIn("train_data", row)
+                else:
+                    self.assertIn(
+                        row["reference_data"], ("clean_heldout10k", "clean_heldout2k", "crossfit")
+                    )
                 self.assertLen(row["final_accuracy_mean"], len(row["budgets"]))
 
 

@@ -65,20 +65,21 @@ class SummarizeTest(tf.test.TestCase):
             for b, a in zip((100, 200, 400), accs, strict=True):
                 records.append(_record("learnability", seed, b, a, 1.5))
         summary = ladder.summarize(records)["noisy"]
+        base = summary["_baseline"]
         self.assertEqual(
-            summary["_baseline"],
-            {
-                "config": "uniform_lr1e-3",
-                "budget": 400,
-                "final_accuracy_mean": 0.80,
-                "total_flops_mean": 400.0,
-            },
+            (base["config"], base["budget"], base["picked_on"], base["train_data"]),
+            ("uniform_lr1e-3", 400, "test", "train"),
         )
+        self.assertAllClose(base["final_accuracy_mean"], 0.80)
+        self.assertTrue(base["at_largest_budget"])
+        self.assertEqual(summary["_baselines"]["train"], base)
         row = summary["learnability"]
         m1 = math.exp(math.log(100) + 0.5 * math.log(2))  # Seed 1: 0.80 halfway from 0.75.
         updates = [400 / 200, 400 / m1]
         self.assertAllClose(row["updates_speedup"], sum(updates) / 2)
-        self.assertAllClose(row["updates_speedup_std"], abs(updates[0] - updates[1]) / 2)
+        # Sample std (ddof = 1): for two seeds |a - b| / sqrt(2).
+        self.assertAllClose(row["updates_speedup_std"], abs(updates[0] - updates[1]) / 2**0.5)
+        self.assertEqual(row["std_ddof"], 1)
         flops = [400 / (1.5 * 200), 400 / (1.5 * m1)]
         self.assertAllClose(row["flops_speedup"], sum(flops) / 2)
         self.assertEqual(row["seeds"], 2)
@@ -90,6 +91,72 @@ class SummarizeTest(tf.test.TestCase):
         self.assertEqual(smallest["baseline_config"], "uniform_lr2e-3")
         self.assertTrue(smallest["reached_at_smallest_budget"])
         self.assertAllClose(smallest["updates_speedup"], 1.0)  # A lower bound.
+
+    def test_per_budget_is_against_the_best_uniform_within_that_budget(self):
+        # Uniform peaks at 200 and falls at 400 (it memorises noise): at 400 the baseline is
+        # still its 200-update result, not its worse 400-update one.
+        records = []
+        for seed in (0, 1):
+            for b, a in ((100, 0.6), (200, 0.8), (400, 0.7)):
+                records.append(_record("uniform", seed, b, a, 1.0, "uniform"))
+            for b, a in ((100, 0.8), (200, 0.85), (400, 0.86)):
+                records.append(_record("method", seed, b, a, 1.0))
+        at_400 = ladder.summarize(records)["noisy"]["method"]["per_budget"]["400"]
+        self.assertEqual((at_400["baseline_budget"], at_400["target"]), (200, 0.8))
+        self.assertAllClose(at_400["updates_speedup"], 2.0)  # 200 / 100, a lower bound.
+
+    def test_pretraining_counts_in_the_headline_compute_ratio(self):
+        ladder_budgets = (100, 200, 400)
+        records = [
+            _record("uniform", s, b, b / 1000, 1.0, "uniform")
+            for s in (0, 1)
+            for b in ladder_budgets
+        ]
+        for seed in (0, 1):
+            for b in ladder_budgets:
+                record = _record("method", seed, b, 2 * b / 1000, 1.0)
+                records.append(dict(record, reference_pretraining_flops=200.0))
+        row = ladder.summarize(records)["noisy"]["method"]
+        self.assertAllClose(row["updates_speedup"], 2.0)  # 0.4 at 200 instead of 400.
+        self.assertAllClose(row["flops_speedup"], 2.0)  # A reused reference: amortised.
+        self.assertAllClose(row["flops_speedup_incl_pretraining"], 400 / (200 + 200))
+
+    def test_matched_baselines_and_picks_on_validation(self):
+        # Two uniform baselines (train; train + held-out) and two rates of one selection arm.
+        # On validation the 1e-3 rate is better; on test 2e-3 would look better: the pick, the
+        # target and the baseline's budget all follow validation; figures are read on test.
+        records = []
+
+        def add(config, data, seed, budget, test, valid, policy="uniform", **extra):
+            record = _record(config, seed, budget, test, 1.0, policy)
+            records.append(dict(record, final_validation_accuracy=valid, **extra))
+
+        for seed in (0, 1, 2):
+            for b in (100, 200, 400):
+                add("uniform_train", "train", seed, b, b / 1000, b / 1000, train_data="train")
+                # With the held-out data uniform does better, best on validation at 200.
+                valid = {100: 0.3, 200: 0.5, 400: 0.45}[b]
+                add("uniform_more", "more", seed, b, valid - 0.05, valid, train_data="more")
+                sel = dict(reference_data="clean", baseline_train_data="more")
+                add("sel_lr1", "", seed, b, 0.5, 0.6, "learnability", **sel)
+                add("sel_lr2", "", seed, b, 0.9, 0.4, "learnability", **sel)
+        summary = ladder.summarize(records)["noisy"]
+        self.assertEqual(summary["_picked_on"], "validation")
+        more = summary["_baselines"]["more"]
+        self.assertEqual(
+            (more["config"], more["budget"], more["picked_on"]), ("uniform_more", 200, "validation")
+        )
+        self.assertAllClose(more["final_accuracy_mean"], 0.45)  # Reported on test.
+        self.assertAllClose(more["final_validation_accuracy_mean"], 0.5)
+        self.assertEqual(summary["_picks"], {"learnability_keep0.5_clean": "sel_lr1"})
+        row = summary["sel_lr1"]
+        self.assertTrue(row["picked"])
+        self.assertFalse(summary["sel_lr2"]["picked"])
+        self.assertEqual((row["baseline"], row["reference_data"]), ("more", "clean"))
+        self.assertEqual(row["seeds_reaching"], 3)
+        self.assertTrue(row["reached_at_smallest_budget"])  # 0.5 >= 0.45 at 100 already.
+        self.assertAllClose(row["updates_speedup"], 2.0)
+        self.assertEqual(summary["uniform_train"]["train_data"], "train")
 
     def test_no_speedup_unless_every_seed_reaches_the_target(self):
         records = [_record("uniform", s, b, 0.8, 1.0, "uniform") for s in (0, 1) for b in (1, 2)]

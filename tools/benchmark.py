@@ -1107,7 +1107,7 @@ def plot_ladder(summary, path, metrics=None):
                 row["budgets"],
                 mean,
                 yerr=std,
-                fmt="--o" if row["baseline"] else "-o",
+                fmt="--o" if row["is_baseline"] else "-o",
                 ms=3,
                 capsize=3,
                 label=f"{config} ({row['seeds']} seeds)",

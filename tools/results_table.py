@@ -2,7 +2,8 @@ r"""Prints the README's result tables (Markdown) from benchmarks/results/*.json.
 
 Usage:
 
-  python tools/results_table.py benchmarks/results/classact.json   # "When does selection pay?"
+  python tools/results_table.py benchmarks/results/classact.json   # every ladder row
+  python tools/results_table.py benchmarks/results/classact.json --matched  # the headline
   python tools/results_table.py benchmarks/results/classact.json --update_readme README.md
   python tools/results_table.py benchmarks/results/classact_constant_lr.json
   python tools/results_table.py benchmarks/results/classact_constant_lr.json --thresholds 0.87 0.88
@@ -70,15 +71,16 @@ def _pm(mean, std, spec, suffix=""):
 
 
 def _verdict(row):
-    if row["baseline"]:
+    if row["is_baseline"]:
         return "baseline"
-    if row["flops_speedup"] is None:
+    speedup = row["flops_speedup_incl_pretraining"]  # The headline counts pre-training.
+    if speedup is None:
         return "does not reach the best uniform"
-    lower = row["flops_speedup"] - (row["flops_speedup_std"] or 0.0)
+    lower = speedup - (row["flops_speedup_incl_pretraining_std"] or 0.0)
     bound = " (lower bound)" if row["reached_at_smallest_budget"] else ""
     if lower > 1.0:
         return "compute-positive" + bound
-    if row["flops_speedup"] > 1.0:
+    if speedup > 1.0:
         return "compute-positive within the seed spread only" + bound
     return "compute-negative" + bound
 
@@ -114,8 +116,9 @@ def ladder_table(path, metrics=None):
         lines += [
             f"| regime | run | keep | seeds | final {'value' if metric else 'accuracy'} per budget "
             "(mean ± std) | peak | "
-            "updates speed-up | FLOP speed-up | verdict |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "updates speed-up | FLOP speed-up (pre-training incl.) | FLOP speed-up "
+            "(reused reference) | verdict |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for regime, rows in results["summary"].items():
             for name, row in rows.items():
@@ -134,14 +137,13 @@ def ladder_table(path, metrics=None):
                         strict=True,
                     )
                 )
-                if row["baseline"]:
+                if row["is_baseline"]:
                     # A uniform row against the best uniform mean is no speed-up (noisy seeds
                     # of the best configuration "reach" its own mean early or never).
-                    speedups = "— | —"
+                    speedups = "— | — | —"
                 else:
                     speedups = " | ".join(
-                        _pm(row.get(key), row.get(f"{key}_std"), ".2f", "x")
-                        for key in ("updates_speedup", "flops_speedup")
+                        _pm(row.get(key), row.get(f"{key}_std"), ".2f", "x") for key in SPEEDUPS
                     )
                 lines.append(
                     f"| {regime} | {name} | {row['keep_fraction']:g} | {row['seeds']} | "
@@ -150,18 +152,66 @@ def ladder_table(path, metrics=None):
                 )
         lines.append("")
         for regime, rows in results["summary"].items():
-            base = rows.get("_baseline")
-            if base and metric is not None:
-                base = base.get(metric)
-            if base:
+            bases = rows.get("_baselines") or {}
+            if metric is not None and bases:
+                bases = bases[metric]  # Keyed by metric first.
+            for base in bases.values():
                 lines.append(
-                    f"- {regime}: best uniform = {base['config']} at {base['budget']} updates, "
-                    f"final {metric or 'accuracy'} {base['final_accuracy_mean']:.4f} "
-                    "(mean over seeds)."
+                    f"- {regime}: best uniform on {base['train_data']} = {base['config']} at "
+                    f"{base['budget']} updates, final {metric or 'accuracy'} "
+                    f"{base['final_accuracy_mean']:.4f} (test, mean over seeds; picked on "
+                    f"{base['picked_on']})."
                 )
         lines.append("")
     done, missing = len(results["runs"]), len(results["not_run"])
     lines.append(f"- Runs in this summary: {done} of {done + missing}.")
+    return "\n".join(lines)
+
+
+# The speed-ups of a row: in updates, in compute with the reference's pre-training, and in compute
+# for a reference that is reused (its pre-training amortised away).
+SPEEDUPS = ("updates_speedup", "flops_speedup_incl_pretraining", "flops_speedup")
+
+
+def _seeds(row):
+    return f"{row['seeds_reaching']} of {row['seeds']}"
+
+
+def matched_table(path):
+    """ "When does selection pay?": one row per (regime, reference data), against matched uniform.
+
+    Each row is the arm's configuration picked on the regime's `_picked_on`
+    split, compared with uniform trained on every labelled example its
+    reference saw (that baseline's pick on the same split); the figures are
+    read on test. Only regimes picked on validation are listed.
+    """
+    with open(path) as f:
+        summary = json.load(f)["summary"]
+    lines = [
+        "| regime | reference saw | matched uniform baseline (data, config, budget: test "
+        "accuracy) | selection (picked) | updates speed-up | compute speed-up, pre-training "
+        "incl. | compute, reused reference | seeds reaching |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for regime, rows in summary.items():
+        if rows.get("_picked_on") != "validation":
+            continue
+        for config in rows["_picks"].values():
+            row = rows[config]
+            base = rows["_baselines"][row["baseline"]]
+            edge = " (largest budget)" if base["at_largest_budget"] else ""
+            cells = [_pm(row[k], row[f"{k}_std"], ".2f", "x") for k in SPEEDUPS]
+            lines.append(
+                f"| {regime} | {row['reference_data']} | {base['train_data']}, {base['config']}, "
+                f"{base['budget']}{edge}: {base['final_accuracy_mean']:.4f} | {config} | "
+                + " | ".join(cells)
+                + f" | {_seeds(row)} |"
+            )
+    lines += [
+        "",
+        "Mean ± sample std (ddof = 1) over seeds; a speed-up is given only when every seed "
+        'reaches the target (else "not reached").',
+    ]
     return "\n".join(lines)
 
 
@@ -244,20 +294,29 @@ def update_readme(path, readme):
     with open(path) as f:
         results = json.load(f)
     suite = results["suite"]
-    start, end = f"<!-- {suite}-summary -->", f"<!-- /{suite}-summary -->"
     with open(readme) as f:
         text = f.read()
-    head, rest = text.split(start, 1)
-    _, tail = rest.split(end, 1)
     metrics = None if _metrics(results) == [None] else README_METRICS
+    text = _replace_block(text, suite + "-summary", ladder_table(path, metrics))
+    if f"<!-- {suite}-matched -->" in text:
+        text = _replace_block(text, suite + "-matched", matched_table(path))
     with open(readme, "w") as f:
-        f.write(f"{head}{start}\n{ladder_table(path, metrics)}\n{end}{tail}")
+        f.write(text)
+
+
+def _replace_block(text, name, body):
+    """`text` with the lines between `<!-- name -->` and `<!-- /name -->` replaced by `body`."""
+    head, rest = text.split(f"<!-- {name} -->", 1)
+    _, tail = rest.split(f"<!-- /{name} -->", 1)
+    return f"{head}<!-- {name} -->\n{body}\n<!-- /{name} -->{tail}"
 
 
 if __name__ == "__main__":
     args = sys.argv[1:]
     if "--update_readme" in args:
         update_readme(args[0], args[args.index("--update_readme") + 1])
+    elif "--matched" in args:
+        print(matched_table(args[0]))
     elif "--thresholds" in args:
         i = args.index("--thresholds")
         print(thresholds_table(args[0], [float(t) for t in args[i + 1 :]]))
