@@ -538,6 +538,23 @@ ACTIVECLIP_HELDOUT_CONFIGS = (  # (config, gin file, selection, learning rate, T
 )
 
 
+# Uniform's best on the 30% split was at the largest budget (3,000) and the top rate (2e-3) of a
+# two-rate sweep: not bracketed (issue 27, item 6). A third rate and a larger budget bracket it.
+# (config, gin file, selection, learning rate, T, budgets)
+ACTIVECLIP_HELDOUT_BRACKET = (
+    (
+        "uniform_lr4e-3",
+        "gin/activeclip_uniform.gin",
+        None,
+        "4e-3",
+        None,
+        (1000, 1500, 2000, 3000, 4500),
+    ),
+    ("uniform_lr2e-3", "gin/activeclip_uniform.gin", None, "2e-3", None, (4500,)),
+    ("uniform_lr1e-3", "gin/activeclip_uniform.gin", None, "1e-3", None, (4500,)),
+)
+
+
 def _learner_sized_reference(directory):
     """Bindings of a reference of the learner's size ("small") trained into `directory`."""
     return [
@@ -586,6 +603,10 @@ def _activeclip_plan(smoke):
         plan += [
             (ACTIVECLIP_HELDOUT_REGIME, c, g, s, lr, t, ACTIVECLIP_HELDOUT, b)
             for c, g, s, lr, t, b in ACTIVECLIP_HELDOUT_CONFIGS
+        ]
+        plan += [
+            (ACTIVECLIP_HELDOUT_REGIME, c, g, s, lr, t, ACTIVECLIP_HELDOUT, b)
+            for c, g, s, lr, t, b in ACTIVECLIP_HELDOUT_BRACKET
         ]
         sized = "learnability_sample_T4_refsmall"
         plan += [(r, sized, *active, 4.0, extra, b) for r, extra, b in ACTIVECLIP_SIZED_REFERENCES]
