@@ -85,6 +85,67 @@ class DataTest(parameterized.TestCase, tf.test.TestCase):
         self.assertLess(abs(train.corrupted.mean() - 0.3), 0.01)
         self.assertFalse(held.corrupted.any())
 
+    def test_validation_is_noisy_disjoint_and_leaves_a_smaller_train_split_as_it_was(self):
+        def make(**kwargs):
+            return classification.ImageClassificationData(
+                "digits", label_noise=0.3, heldout_size=300, train_size=600, **kwargs
+            )
+
+        data, without = make(validation_size=400), make()
+        train, valid, held = (data.splits[s] for s in ("train", "validation", "heldout"))
+        for field in ("images", "labels", "corrupted", "ids"):  # 1,100 in the pool, 600 used.
+            np.testing.assert_array_equal(
+                getattr(train, field), getattr(without.splits["train"], field)
+            )
+        self.assertLen(valid, 400)
+        self.assertFalse(set(valid.ids) & (set(train.ids) | set(held.ids)))
+        self.assertLess(abs(valid.corrupted.mean() - 0.3), 0.01)  # As noisy as train.
+        self.assertNotIn("validation", without.splits)
+
+    def test_validation_comes_out_of_the_training_pool(self):
+        data = classification.ImageClassificationData(
+            "digits", heldout_size=300, validation_size=100
+        )
+        self.assertEqual(len(data.splits["train"]), 1400 - 300 - 100)
+
+    @parameterized.named_parameters(
+        ("validation_too_large", dict(validation_size=1100), "validation_size=1100"),
+        ("limit_above_the_heldout_size", dict(heldout_limit=301), "heldout_limit=301"),
+    )
+    def test_sizes_out_of_range_are_named(self, kwargs, message):
+        with self.assertRaisesRegex(ValueError, message):
+            classification.ImageClassificationData("digits", heldout_size=300, **kwargs)
+
+    def test_train_with_a_limited_heldout_set_keeps_the_train_split_and_adds_clean_labels(self):
+        plain = classification.ImageClassificationData("digits", label_noise=0.3, heldout_size=300)
+        data = classification.ImageClassificationData(
+            "digits", label_noise=0.3, heldout_size=300, heldout_limit=100, train_with_heldout=True
+        )
+        held = data.splits["heldout"]
+        self.assertLen(held, 100)
+        np.testing.assert_array_equal(held.ids, plain.splits["heldout"].ids[:100])
+        train = data.splits["train"]
+        self.assertLen(train, 1100 + 100)
+        np.testing.assert_array_equal(train.ids[:1100], plain.splits["train"].ids)
+        np.testing.assert_array_equal(train.ids[1100:], held.ids)
+        self.assertFalse(train.corrupted[1100:].any())
+        np.testing.assert_array_equal(train.labels[1100:], held.labels)
+
+    def test_crossfit_folds_halve_the_train_split(self):
+        data = classification.ImageClassificationData("digits", label_noise=0.3, heldout_size=300)
+        folds = [data.split(name) for name in classification.CROSSFIT_FOLDS]
+        train = data.splits["train"]
+        self.assertEqual([len(f) for f in folds], [550, 550])
+        self.assertFalse(set(folds[0].ids) & set(folds[1].ids))
+        self.assertEqual(set(folds[0].ids) | set(folds[1].ids), set(train.ids))
+        by_id = dict(zip(train.ids, train.labels, strict=True))
+        self.assertEqual([by_id[i] for i in folds[1].ids], list(folds[1].labels))  # Noisy labels.
+        x, _, meta = next(iter(data.dataset("train_fold0", 64, shuffle=True, repeat=True)))
+        self.assertEqual(x.shape[0], 64)
+        self.assertContainsSubset(set(meta["example_id"].numpy()), set(folds[0].ids))
+        with self.assertRaisesRegex(ValueError, "Unknown split 'train_fold2'"):
+            data.split("train_fold2")
+
     def test_training_batches_have_a_static_super_batch_size(self):
         data = classification.ImageClassificationData("digits", heldout_size=100)
         ds = data.train_dataset(batch_size=64)
