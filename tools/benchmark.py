@@ -452,7 +452,7 @@ ACTIVECLIP_REGIME = "openclipart32"
 # 2,000: every configuration's recall@5 still rose about linearly from 500 to 1,000 updates.
 ACTIVECLIP_BUDGETS = (250, 500, 1000, 2000)
 ACTIVECLIP_SEEDS = (0, 1, 2)
-# The first is the headline (README "ActiveCLIP"); speed-ups are reported for each.
+# The first is the headline (docs/results/activeclip.md); speed-ups are reported for each.
 ACTIVECLIP_METRICS = (
     "image_to_text_recall@5",
     "text_to_image_recall@5",

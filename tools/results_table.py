@@ -1,10 +1,11 @@
-r"""Prints the README's result tables (Markdown) from benchmarks/results/*.json.
+r"""Prints the result tables of README.md and docs/results/ from benchmarks/results/*.json.
 
 Usage:
 
   python tools/results_table.py benchmarks/results/classact.json   # every ladder row
   python tools/results_table.py benchmarks/results/classact.json --matched  # the headline
   python tools/results_table.py benchmarks/results/classact.json --update_readme README.md
+  python tools/results_table.py benchmarks/results/classact.json --update_readme docs/results/classact.md
   python tools/results_table.py benchmarks/results/classact_constant_lr.json
   python tools/results_table.py benchmarks/results/classact_constant_lr.json --thresholds 0.87 0.88
 """
@@ -287,9 +288,11 @@ README_METRICS = ("image_to_text_recall@5", "text_to_image_recall@5", "zero_shot
 
 
 def update_readme(path, readme):
-    """Rewrites the block between `<!-- SUITE-summary -->` markers of `readme`.
+    """Rewrites the result blocks of `readme` (a Markdown file) from the results file `path`.
 
-    SUITE is the results file's `suite` (classact, activeclip).
+    The blocks are the lines between `<!-- SUITE-summary -->` (every ladder row) or
+    `<!-- SUITE-matched -->` (the matched-baseline table) and their closing markers, where
+    SUITE is the results file's `suite` (classact, activeclip); the file must have one.
     """
     with open(path) as f:
         results = json.load(f)
@@ -297,9 +300,15 @@ def update_readme(path, readme):
     with open(readme) as f:
         text = f.read()
     metrics = None if _metrics(results) == [None] else README_METRICS
-    text = _replace_block(text, suite + "-summary", ladder_table(path, metrics))
-    if f"<!-- {suite}-matched -->" in text:
-        text = _replace_block(text, suite + "-matched", matched_table(path))
+    blocks = {
+        f"{suite}-summary": lambda: ladder_table(path, metrics),
+        f"{suite}-matched": lambda: matched_table(path),
+    }
+    found = [name for name in blocks if f"<!-- {name} -->" in text]
+    if not found:
+        raise ValueError(f"{readme} has no <!-- {suite}-summary --> or -matched --> block.")
+    for name in found:
+        text = _replace_block(text, name, blocks[name]())
     with open(readme, "w") as f:
         f.write(text)
 
