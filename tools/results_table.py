@@ -5,7 +5,8 @@ Usage:
   python tools/results_table.py benchmarks/results/classact.json   # every ladder row
   python tools/results_table.py benchmarks/results/classact.json --matched  # the headline
   python tools/results_table.py benchmarks/results/classact.json --update_readme README.md
-  python tools/results_table.py benchmarks/results/classact.json --update_readme docs/results/classact.md
+  python tools/results_table.py benchmarks/results/classact.json \
+      --update_readme docs/results/classact.md
   python tools/results_table.py benchmarks/results/classact_constant_lr.json
   python tools/results_table.py benchmarks/results/classact_constant_lr.json --thresholds 0.87 0.88
 """
