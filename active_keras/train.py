@@ -33,6 +33,7 @@ import gin
 import keras
 import tensorflow as tf
 
+from active_keras import files
 from active_keras.analysis import flops, report, selection_log
 from active_keras.selection import policies
 from active_keras.selection import reference_losses as reference_losses_lib
@@ -135,11 +136,9 @@ class ReferenceTraining(loop.Loop):
         return ds.map(lambda x, y, meta: (x, y))
 
     def save(self):
-        folder, name = os.path.split(os.path.abspath(self.path))
-        os.makedirs(folder, exist_ok=True)
-        partial = os.path.join(folder, f".partial-{os.getpid()}-{name}")
-        self.model.save(partial)
-        os.replace(partial, self.path)  # Atomic: a killed run never leaves a half-written file.
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        # Atomic: a killed run never leaves a half-written file.
+        files.save_model(self.model, self.path, site="reference")
         metric = self.task.primary_metric
         loss = f", train loss {self.logs['loss']:.4f}" if "loss" in self.logs else ""
         print(
@@ -257,11 +256,9 @@ def _writable_dir(model_dir):
 
 
 def write_operative_config(model_dir):
-    path = os.path.join(model_dir, "operative_config.gin")
-    tmp = f"{path}.tmp{os.getpid()}"  # Per process: workers may share model_dir.
-    with open(tmp, "w") as f:
+    # A temporary file of its own per process: workers may share model_dir.
+    with files.atomic_file(os.path.join(model_dir, "operative_config.gin")) as f:
         f.write(gin.operative_config_str())
-    os.replace(tmp, path)
 
 
 # The selection knobs of a run: `ActiveLearner.*` bindings (they were `run.*` ones).
@@ -593,25 +590,35 @@ class ActiveRun(loop.Loop):
             self.ledger,
             self.eval_every,
             os.path.join(self.model_dir, "metrics.json"),
-            summary_dir=os.path.join(self.model_dir, "tb", "eval"),
+            summary_dir=os.path.join(self.model_dir, "tb", "eval") if self.is_chief else None,
             curve=curve,
             extra=self.facts,
             total_steps=self.num_steps,
             print_progress=self.verbose > 0,
+            writes=self.is_chief,
         )
         return logger
 
+    @property
+    def is_chief(self):
+        """Whether this process writes the run's shared files (one device: always)."""
+        return self.dist is None or self.dist.extended.should_checkpoint
+
     def started(self, start_step):
-        write_operative_config(self.model_dir)
+        if self.is_chief:
+            write_operative_config(self.model_dir)
 
     def more_callbacks(self):
-        callbacks = [
-            keras.callbacks.TensorBoard(os.path.join(self.model_dir, "tb"), write_graph=False)
-        ]
+        callbacks = []
+        if self.is_chief:
+            tb = os.path.join(self.model_dir, "tb")
+            callbacks.append(keras.callbacks.TensorBoard(tb, write_graph=False))
         if self.selection_log_every != 0:
             log_dir = os.path.join(self.model_dir, "selection_log")
             every = self.selection_log_every or self.eval_every
-            callbacks.append(selection_log.SelectionLogger(self.task, log_dir, every))
+            callbacks.append(
+                selection_log.SelectionLogger(self.task, log_dir, every, total_steps=self.num_steps)
+            )
         if self.record_selections and self.dist is None:
             folder = os.path.join(self.model_dir, replay.FOLDER)
             callbacks.append(replay.ReplayRecorder(folder))
@@ -623,11 +630,13 @@ class ActiveRun(loop.Loop):
 
     def _save_outputs(self):
         learner = self.model.learner
-        if not (self.dist is None or self.dist.extended.should_checkpoint):  # Not the chief.
+        if not self.is_chief:
             task_id = self.dist.cluster_resolver.task_id
-            learner.save(os.path.join(self.model_dir, f"learner.worker{task_id}.keras"))
+            files.save_model(
+                learner, os.path.join(self.model_dir, f"learner.worker{task_id}.keras")
+            )
             return
-        learner.save(os.path.join(self.model_dir, "learner.keras"))
+        files.save_model(learner, os.path.join(self.model_dir, "learner.keras"))
         write_operative_config(self.model_dir)
         if self.write_report:
             try:

@@ -33,6 +33,7 @@ import textwrap
 
 import numpy as np
 
+from active_keras import files
 from active_keras.tasks import base
 
 REPORT_DIR = "report"
@@ -413,7 +414,7 @@ figcaption {{ color: #444; font-size: 0.9em; }}
 </body></html>
 """
     path = os.path.join(out_dir, "index.html")
-    with open(path, "w") as f:
+    with files.atomic_file(path) as f:
         f.write(page)
     return path
 

@@ -1,0 +1,196 @@
+"""Kill it anywhere, lose nothing: a CLI run killed inside each kind of write ends as if whole.
+
+One lineage of processes runs the same command (`--compare_with`, the replay
+record and the selection log on, the reference trained by the run): each is
+paused at a write site by `active_keras.files.pause_point`
+(`ACTIVE_KERAS_PAUSE_AT=site@n`), killed there with SIGKILL, and the next one
+resumes and runs to the next site. A last one runs to the end. Its final
+weights (learner and reference), `metrics.json` (the baseline's too), replay
+record and selection log must equal those of an uninterrupted run.
+
+The kill points land in every kind of write a run makes: a checkpoint of the
+reference's pre-training and of the run, the reference's and the learner's
+`.keras` file before its rename, `operative_config.gin`, `metrics.json`, a
+replay chunk, a half-written line of `records.jsonl`, an example file of the
+selection log and the removal of an old one, the report, and the baseline's
+writes.
+"""
+
+import os
+import sys
+
+# `python tests/<file>.py` puts tests/ first on sys.path; the tests import `tests.*`.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import glob
+import json
+import signal
+import subprocess
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from active_keras import files
+from active_keras.analysis import selection_log
+from active_keras.training import replay
+from tests.cli_helpers import ROOT, TINY, cli_command, env
+from tests.conftest import SMOKE
+
+# 12 steps evaluated every 6, checkpointed and logged every 3: kills fall both on an
+# evaluation and in the middle of an interval; the reference checkpoints every 5 of its 10.
+RUN = [b for b in TINY if not b.startswith(("run.num_steps", "run.eval_every"))] + [
+    "run.num_steps = 12",
+    "run.eval_every = 6",
+    "run.checkpoint_every = 3",
+    "run.selection_log_every = 3",
+    "train_reference.checkpoint_every = 5",
+]
+ARGS = ["--gin_file=gin/classact.gin", "--compare_with=gin/uniform.gin"]
+
+# `site@n`: the n-th time this process reaches the site. Each process resumes where the last
+# one was killed, so the order decides where each point lands (noted beside it).
+KILL_POINTS = [
+    "checkpoint@1",  # The reference's pre-training, before its step-5 checkpoint.
+    "checkpoint@2",  # Its step-10 checkpoint (step 5 saved).
+    "reference@1",  # reference.keras written, not yet renamed into place.
+    "operative_config.gin@1",  # The run starts.
+    "metrics.json@1",  # The step-0 point.
+    "records.jsonl@1",  # A half-written selection record (step 3).
+    "replay_chunk@1",  # The replay rows of steps 0-2, before the step-3 checkpoint.
+    "checkpoint@2",  # Before the step-6 checkpoint: resumed from step 3, mid-interval.
+    "examples@2",  # The selection log's example file of step 9.
+    "examples_cleanup@1",  # Removing the oldest example file (step 12).
+    "learner.keras@1",  # The learner written, not yet renamed into place.
+    "index.html@1",  # The run's report.
+    "metrics.json@2",  # The baseline's step-0 point.
+    "checkpoint@1",  # The baseline's step-3 checkpoint.
+    "index.html@3",  # The comparison report, once both runs are done.
+]
+# The smoke configuration keeps one point of each kind of write.
+SMOKE_POINTS = [KILL_POINTS[i] for i in (1, 2, 3, 5, 6, 7, 8, 9, 10, 11, 13)]
+TIMEOUT = 300
+
+
+def _command(folder):
+    return cli_command(folder, *ARGS, f"--model_dir={os.path.join(folder, 'run')}", bindings=RUN)
+
+
+def _start(folder, environ, log):
+    with open(log, "w") as out:
+        return subprocess.Popen(
+            _command(folder),
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=environ,
+            start_new_session=True,  # Its own group: the kill reaches all of it.
+        )
+
+
+def _tail(log):
+    with open(log) as f:
+        return f.read()[-3000:]
+
+
+def _run_to(folder, point, index):
+    """Runs the command until it pauses at `point`, then kills it with SIGKILL."""
+    marker = os.path.join(folder, "paused")
+    log = os.path.join(folder, f"kill{index:02d}.log")
+    proc = _start(folder, env(**{files.PAUSE_AT: point, files.PAUSE_FILE: marker}), log)
+    deadline = time.time() + TIMEOUT
+    while not os.path.exists(marker) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    if proc.poll() is not None:
+        raise AssertionError(
+            f"kill point {index} ({point}) was never reached: the run exited with "
+            f"{proc.returncode}.\n{_tail(log)}"
+        )
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    if not os.path.exists(marker):
+        raise AssertionError(f"kill point {index} ({point}) not reached in {TIMEOUT} s")
+    os.remove(marker)
+
+
+def _finish(folder):
+    log = os.path.join(folder, "final.log")
+    proc = _start(folder, env(), log)
+    return proc, log
+
+
+def _wait(proc, log):
+    if proc.wait(timeout=TIMEOUT) != 0:
+        raise AssertionError(f"exit {proc.returncode}\n{_tail(log)}")
+
+
+def _json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def _weights(path):
+    return keras.models.load_model(path, compile=False).get_weights()
+
+
+def _examples(log_dir):
+    out = {}
+    for path in selection_log.example_files(log_dir):
+        with np.load(path) as data:
+            out[os.path.basename(path)] = {k: data[k] for k in data.files}
+    return out
+
+
+class KillAnywhereTest(tf.test.TestCase):
+    @pytest.mark.slow
+    def test_a_run_killed_at_every_kind_of_write_ends_as_an_uninterrupted_one(self):
+        whole = os.path.join(self.get_temp_dir(), "whole")
+        killed = os.path.join(self.get_temp_dir(), "killed")
+        os.makedirs(whole)
+        os.makedirs(killed)
+        # The uninterrupted run goes alongside the lineage (the test's time is the lineage's).
+        uninterrupted = _finish(whole)
+        points = SMOKE_POINTS if SMOKE else KILL_POINTS
+        for index, point in enumerate(points):
+            _run_to(killed, point, index)
+        last = _finish(killed)
+        _wait(*uninterrupted)
+        _wait(*last)
+
+        for name in ("reference.keras", "run/learner.keras", "run/baseline/learner.keras"):
+            for a, b in zip(
+                _weights(os.path.join(whole, name)),
+                _weights(os.path.join(killed, name)),
+                strict=True,
+            ):
+                np.testing.assert_array_equal(a, b, err_msg=name)
+        for name in ("run/metrics.json", "run/baseline/metrics.json"):
+            self.assertEqual(_json(os.path.join(whole, name)), _json(os.path.join(killed, name)))
+
+        # The replay record: every step once, in order, the same ids; no stray chunk.
+        ids = replay.load_selected_ids(os.path.join(killed, "run"))
+        self.assertEqual(len(ids), 12)
+        np.testing.assert_array_equal(ids, replay.load_selected_ids(os.path.join(whole, "run")))
+        chunks = sorted(os.listdir(os.path.join(killed, "run", "replay")))
+        self.assertTrue(all(replay.CHUNK.fullmatch(c) or c.startswith(".") for c in chunks))
+
+        # The selection log: the same records, each step once in the file, the same examples.
+        logs = [os.path.join(d, "run", "selection_log") for d in (whole, killed)]
+        records = [selection_log.read_records(d) for d in logs]
+        self.assertEqual([r["step"] for r in records[1]], [3, 6, 9, 12])
+        self.assertEqual(records[0], records[1])
+        with open(os.path.join(logs[1], selection_log.RECORDS)) as f:
+            self.assertEqual(len(f.read().splitlines()), 4)
+        examples = [_examples(d) for d in logs]
+        self.assertEqual(sorted(examples[0]), sorted(examples[1]))
+        for name in examples[0]:
+            for key in examples[0][name]:
+                np.testing.assert_array_equal(examples[0][name][key], examples[1][name][key])
+        # The kill before the learner's rename left its dotted temporary file, which no one reads.
+        self.assertTrue(glob.glob(os.path.join(killed, "run", ".learner.keras.*.keras")))
+
+
+if __name__ == "__main__":
+    tf.test.main()
