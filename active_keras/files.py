@@ -32,6 +32,8 @@ import stat
 import tempfile
 import time
 
+import gin
+
 PAUSE_AT = "ACTIVE_KERAS_PAUSE_AT"
 PAUSE_FILE = "ACTIVE_KERAS_PAUSE_FILE"
 _reached = collections.Counter()
@@ -155,6 +157,18 @@ def cache_root():
     return os.path.join(base, "active_keras")
 
 
+def private_dir(folder):
+    """`folder`, created readable and writable by this user only if missing, then checked.
+
+    Raises:
+        UnsafeFolderError: It is another user's, writable by anyone, or not a directory.
+    """
+    with contextlib.suppress(FileExistsError):
+        os.makedirs(folder, mode=0o700)
+    check_private(folder)
+    return folder
+
+
 def cache_dir(*parts):
     """The per-user cache folder `cache_root()/parts...`, created private and checked.
 
@@ -162,10 +176,18 @@ def cache_dir(*parts):
         UnsafeFolderError: It, or a folder between it and `cache_root()`, is
             another user's or writable by anyone.
     """
-    folder = cache_root()
-    for part in ("", *parts):
-        folder = os.path.join(folder, part) if part else folder
-        with contextlib.suppress(FileExistsError):
-            os.makedirs(folder, mode=0o700)
-        check_private(folder)
+    folder = private_dir(cache_root())
+    for part in parts:
+        folder = private_dir(os.path.join(folder, part))
     return folder
+
+
+@gin.configurable
+def user_cache_path(name):
+    """`cache_dir()/name` for gin: `run.reference_path = @reference/user_cache_path()`.
+
+    Shared throw-away paths (the `--local` reference) live in the user's own
+    cache, never in a fixed folder of /tmp that another user could create first.
+    """
+    head, tail = os.path.split(name)
+    return os.path.join(cache_dir(*[p for p in head.split("/") if p]), tail)

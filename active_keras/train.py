@@ -17,7 +17,7 @@ import gin
 from active_keras import train
 
 gin.parse_config_files_and_bindings(["gin/classact.gin"], ["run.num_steps = 100"])
-curve = train.run("/tmp/classact")
+curve = train.run("runs/classact")
 ```
 """
 
@@ -198,10 +198,22 @@ def train_reference(
         if not discard_mismatched:
             raise
         print(f"reference: {e} Starting over.", flush=True)
-        shutil.rmtree(reference_checkpoints(path), ignore_errors=True)
+        _remove_checkpoints(path)
         training = fresh()
         training.run()
     return training.model
+
+
+def _throw_away(path):
+    """Whether `path` lies in the user's cache, where `--local` keeps its shared reference."""
+    root = os.path.realpath(files.cache_root())
+    return os.path.commonpath([root, os.path.realpath(path)]) == root
+
+
+def _remove_checkpoints(path):
+    """Removes the reference checkpoints of `path`; a failure is an error (not hidden)."""
+    with contextlib.suppress(FileNotFoundError):
+        shutil.rmtree(reference_checkpoints(path))
 
 
 @gin.configurable(denylist=["task", "path"])
@@ -212,8 +224,11 @@ def load_or_train_reference(task, path, retrain_mismatched=False):
         task: The task.
         path: `.keras` file of the reference.
         retrain_mismatched: Retrain (and overwrite) a saved reference that does
-            not fit the task instead of raising; `gin/local.gin` sets it, as its
-            throw-away reference file is shared by every task's smoke runs.
+            not fit the task instead of raising, when it lies in the user's
+            cache (`files.cache_root()`); `gin/local.gin` sets it, as its
+            throw-away reference file there is shared by every task's smoke
+            runs. A reference elsewhere is the user's own: it is never
+            overwritten, and a mismatch raises.
     """
     if path and os.path.exists(path):
         try:
@@ -225,13 +240,12 @@ def load_or_train_reference(task, path, retrain_mismatched=False):
                 "run.reference_path at a good file."
             ) from e
         print(f"reference: loaded {path}", flush=True)
-        if retrain_mismatched:
+        if retrain_mismatched and _throw_away(path):
             try:
                 task.check_model(model, f"reference ({path})")
             except ValueError as e:
                 print(f"reference: {e} Retraining it.", flush=True)
-                # Its checkpoints, if any, are of the mismatched model.
-                shutil.rmtree(reference_checkpoints(path), ignore_errors=True)
+                _remove_checkpoints(path)  # Of the mismatched model.
                 model = train_reference(task, path)
     else:
         if not path:

@@ -24,16 +24,19 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import glob
 import json
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
+from unittest import mock
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from active_keras import files
+from active_keras import files, train
 from active_keras.analysis import selection_log
 from active_keras.training import replay
 from tests.cli_helpers import ROOT, TINY, cli_command, env
@@ -141,6 +144,85 @@ def _examples(log_dir):
         with np.load(path) as data:
             out[os.path.basename(path)] = {k: data[k] for k in data.files}
     return out
+
+
+class SafeWritesTest(tf.test.TestCase):
+    """The pieces the kill test relies on, one by one."""
+
+    def test_atomic_file_leaves_the_old_file_when_the_write_fails(self):
+        path = os.path.join(self.get_temp_dir(), "metrics.json")
+        with files.atomic_file(path) as f:
+            f.write("old")
+        with self.assertRaises(RuntimeError), files.atomic_file(path) as f:
+            f.write("half")
+            raise RuntimeError("killed")
+        with open(path) as f:
+            self.assertEqual(f.read(), "old")
+        self.assertEqual(os.listdir(self.get_temp_dir()), ["metrics.json"])
+
+    def test_a_temporary_replay_chunk_is_no_chunk(self):
+        folder = self.get_temp_dir()
+        replay._save(os.path.join(folder, "steps-000000000.npy"), np.zeros([3, 2], np.int32))
+        # What a kill between writing and renaming leaves: the temporary name of `atomic_file`.
+        with open(os.path.join(folder, ".steps-000000003.npy.x1y2.tmp"), "wb") as f:
+            np.save(f, np.ones([3, 2], np.int32))
+        with open(os.path.join(folder, "steps-000000003.npy.tmp4242.npy"), "wb") as f:
+            np.save(f, np.ones([3, 2], np.int32))  # The old scheme's name: not a chunk either.
+        self.assertEqual(replay.load_selected_ids(folder).shape, (3, 2))
+
+    def test_a_torn_record_line_is_skipped_and_repaired(self):
+        log_dir = self.get_temp_dir()
+        with open(os.path.join(log_dir, selection_log.RECORDS), "w") as f:
+            f.write('{"step": 3}\n{"step": 6}\n{"step": 9, "sco')
+        self.assertEqual([r["step"] for r in selection_log.read_records(log_dir)], [3, 6])
+        selection_log._keep_records_up_to(log_dir, 3)
+        with open(os.path.join(log_dir, selection_log.RECORDS)) as f:
+            self.assertEqual(f.read(), '{"step": 3}\n')
+
+    def test_cache_folders_of_others_or_open_to_anyone_are_refused(self):
+        root = os.path.join(self.get_temp_dir(), "xdg")
+        with mock.patch.dict(os.environ, {"XDG_CACHE_HOME": root}):
+            folder = files.cache_dir("openclipart")
+            self.assertEqual(folder, os.path.join(root, "active_keras", "openclipart"))
+            self.assertEqual(os.stat(folder).st_mode & 0o777, 0o700)
+            os.chmod(folder, 0o777)
+            with self.assertRaisesRegex(files.UnsafeFolderError, "can be written by other users"):
+                files.cache_dir("openclipart")
+            os.chmod(folder, 0o700)
+            if os.getuid() == 0:  # Only root can give a folder to another user.
+                os.chown(folder, 12345, -1)
+                with self.assertRaisesRegex(files.UnsafeFolderError, "belongs to another user"):
+                    files.cache_dir("openclipart")
+            os.rmdir(folder)
+            os.symlink(tempfile.mkdtemp(dir=self.get_temp_dir()), folder)
+            with self.assertRaisesRegex(files.UnsafeFolderError, "symlink"):
+                files.cache_dir("openclipart")
+            os.remove(folder)  # The temp dir's clean-up does not follow it.
+
+    def test_retrain_mismatched_never_overwrites_a_reference_outside_the_cache(self):
+        tmp = self.get_temp_dir()
+        path = os.path.join(tmp, "mine.keras")
+        files.save_model(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]), path)
+        task = mock.Mock()
+        task.check_model.side_effect = ValueError("wrong class count")
+        with (
+            mock.patch.dict(os.environ, {"XDG_CACHE_HOME": os.path.join(tmp, "xdg")}),
+            mock.patch.object(train, "train_reference") as retrain,
+        ):
+            with self.assertRaisesRegex(ValueError, "wrong class count"):
+                train.load_or_train_reference(task, path, retrain_mismatched=True)
+            retrain.assert_not_called()
+            # In the user's cache (the --local reference), it is retrained.
+            cached = os.path.join(files.cache_dir("local"), "reference.keras")
+            shutil.copy(path, cached)
+            retrain.return_value = mock.Mock()
+            task.check_model.side_effect = [ValueError("wrong class count"), None]
+            train.load_or_train_reference(task, cached, retrain_mismatched=True)
+            retrain.assert_called_once_with(task, cached)
+
+    def test_a_model_path_without_keras_is_refused_before_writing(self):
+        with self.assertRaisesRegex(ValueError, "must end in '.keras'"):
+            files.save_model(None, os.path.join(self.get_temp_dir(), "learner.h5"))
 
 
 class KillAnywhereTest(tf.test.TestCase):
