@@ -15,6 +15,11 @@ Flags:
                   Without it they are hidden (`active_keras.quiet`); an explicit
                   TF_CPP_MIN_LOG_LEVEL in the environment is respected.
 
+Exit status: 0 when done; 3 when `--model_dir` (or the reference's checkpoint
+folder) holds checkpoints of another configuration (`CheckpointMismatch`: use
+another folder, or move it aside to start over); 1 for any other failure. A
+failure ends with one `error: ...` line.
+
 Example:
 
   python -m active_keras.main --gin_file=gin/classact.gin \
@@ -132,6 +137,7 @@ def main(argv):
         )
     from active_keras.analysis import speedup
     from active_keras.tasks import base
+    from active_keras.training import checkpointing
 
     try:
         bindings = list(FLAGS.gin_bindings)
@@ -171,6 +177,9 @@ def main(argv):
 
             # The run's report again, now with the baseline's curves beside it.
             print(f"report: {report.write_report(model_dir, compare=[baseline_dir])}")
+    except checkpointing.CheckpointMismatch as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(checkpointing.EXIT_OTHER_RUN)  # Its own status: see the module docstring.
     except (ValueError, FileNotFoundError, PermissionError, FloatingPointError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)

@@ -53,6 +53,11 @@ from active_keras.training import callbacks as callbacks_lib
 FACTS_FILE = "run_facts.json"
 
 
+# The command line's exit status for a `CheckpointMismatch`, its own (every other failure exits
+# 1): a driver such as tools/benchmark.py restarts such a run from scratch, and only such a run.
+EXIT_OTHER_RUN = 3
+
+
 class CheckpointMismatch(ValueError):
     """The checkpoints in a folder belong to another run (its facts or its variables differ)."""
 
