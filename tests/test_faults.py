@@ -38,8 +38,9 @@ import tensorflow as tf
 
 from active_keras import files, train
 from active_keras.analysis import selection_log
+from active_keras.data import curated
 from active_keras.training import replay
-from tests.cli_helpers import ROOT, TINY, cli_command, env
+from tests.cli_helpers import ROOT, TINY, cli_command, env, tiny_reference
 from tests.conftest import SMOKE
 
 # 12 steps evaluated every 6, checkpointed and logged every 3: kills fall both on an
@@ -74,6 +75,16 @@ KILL_POINTS = [
 ]
 # The smoke configuration keeps one point of each kind of write.
 SMOKE_POINTS = [KILL_POINTS[i] for i in (1, 2, 3, 5, 6, 7, 8, 9, 10, 11, 13)]
+# A curation (550 of 1,100 digits kept, in shards of 200) killed while writing its scores, a
+# shard, after unpublishing the old curation, while moving the new files in, and before the
+# manifest's rename.
+CURATE_POINTS = [
+    "scores.npz@1",
+    "curated_shard@2",
+    "curate_unpublished@1",
+    "curate_move@2",
+    "manifest.json@1",
+]
 TIMEOUT = 300
 
 
@@ -81,10 +92,10 @@ def _command(folder):
     return cli_command(folder, *ARGS, f"--model_dir={os.path.join(folder, 'run')}", bindings=RUN)
 
 
-def _start(folder, environ, log):
+def _start(command, environ, log):
     with open(log, "w") as out:
         return subprocess.Popen(
-            _command(folder),
+            command,
             cwd=ROOT,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -98,11 +109,11 @@ def _tail(log):
         return f.read()[-3000:]
 
 
-def _run_to(folder, point, index):
-    """Runs the command until it pauses at `point`, then kills it with SIGKILL."""
+def _run_to(command, folder, point, index):
+    """Runs `command` until it pauses at `point`, then kills it with SIGKILL."""
     marker = os.path.join(folder, "paused")
     log = os.path.join(folder, f"kill{index:02d}.log")
-    proc = _start(folder, env(**{files.PAUSE_AT: point, files.PAUSE_FILE: marker}), log)
+    proc = _start(command, env(**{files.PAUSE_AT: point, files.PAUSE_FILE: marker}), log)
     deadline = time.time() + TIMEOUT
     while not os.path.exists(marker) and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
@@ -118,10 +129,9 @@ def _run_to(folder, point, index):
     os.remove(marker)
 
 
-def _finish(folder):
+def _finish(command, folder):
     log = os.path.join(folder, "final.log")
-    proc = _start(folder, env(), log)
-    return proc, log
+    return _start(command, env(), log), log
 
 
 def _wait(proc, log):
@@ -233,11 +243,11 @@ class KillAnywhereTest(tf.test.TestCase):
         os.makedirs(whole)
         os.makedirs(killed)
         # The uninterrupted run goes alongside the lineage (the test's time is the lineage's).
-        uninterrupted = _finish(whole)
+        uninterrupted = _finish(_command(whole), whole)
         points = SMOKE_POINTS if SMOKE else KILL_POINTS
         for index, point in enumerate(points):
-            _run_to(killed, point, index)
-        last = _finish(killed)
+            _run_to(_command(killed), killed, point, index)
+        last = _finish(_command(killed), killed)
         _wait(*uninterrupted)
         _wait(*last)
 
@@ -272,6 +282,59 @@ class KillAnywhereTest(tf.test.TestCase):
                 np.testing.assert_array_equal(examples[0][name][key], examples[1][name][key])
         # The kill before the learner's rename left its dotted temporary file, which no one reads.
         self.assertTrue(glob.glob(os.path.join(killed, "run", ".learner.keras.*.keras")))
+
+    @pytest.mark.slow
+    def test_a_curation_killed_at_every_kind_of_write_is_refused_until_rerun(self):
+        tmp = self.get_temp_dir()
+        reference = tiny_reference(tmp)
+        whole, killed = os.path.join(tmp, "whole"), os.path.join(tmp, "killed")
+
+        def command(out, keep_fraction=0.5):
+            return [
+                sys.executable,
+                "-m",
+                "active_keras.curation.curate",
+                f"--reference={reference}",
+                "--data=digits",
+                "--heldout_size=300",
+                "--label_noise=0.2",
+                f"--keep_fraction={keep_fraction}",
+                "--examples_per_shard=200",
+                f"--out_dir={out}",
+            ]
+
+        os.makedirs(killed)
+        uninterrupted = _finish(command(whole), tmp)
+        # A finished curation of another fraction first: its shards must never mix in.
+        _wait(*_finish(command(killed, keep_fraction=0.25), killed))
+        for index, point in enumerate(CURATE_POINTS):
+            _run_to(command(killed), killed, point, index)
+            try:
+                counts = curated.verify_shards(killed)
+            except (curated.CorruptShardError, FileNotFoundError):
+                continue  # Refused: an unfinished curation.
+            # Read as complete: then exactly the earlier curation, shards and manifest agree.
+            manifest = _json(os.path.join(killed, curated.MANIFEST))
+            self.assertEqual(manifest["keep_fraction"], 0.25, point)
+            self.assertEqual(sum(counts.values()), manifest["kept"], point)
+        _wait(*_finish(command(killed), killed))
+        _wait(*uninterrupted)
+
+        self.assertEqual(
+            _json(os.path.join(whole, curated.MANIFEST)),
+            _json(os.path.join(killed, curated.MANIFEST)),
+        )
+        self.assertEqual(
+            sorted(os.path.basename(p) for p in curated.glob_shards(killed)),
+            sorted(os.path.basename(p) for p in curated.glob_shards(whole)),
+        )
+        # The same records in the same order (a record's bytes may not be: protobuf map order).
+        for x, y in zip(curated.load_split(whole), curated.load_split(killed), strict=True):
+            np.testing.assert_array_equal(x, y)
+        for name in ("scores.npz",):
+            with np.load(os.path.join(whole, name)) as a, np.load(os.path.join(killed, name)) as b:
+                for key in a.files:
+                    np.testing.assert_array_equal(a[key], b[key])
 
 
 if __name__ == "__main__":
