@@ -30,6 +30,7 @@ import json
 import os
 import re
 import sys
+import traceback
 
 from absl import app, flags
 
@@ -86,6 +87,8 @@ def parse_config(gin_files, bindings, local=False):
     """
     import gin
 
+    from active_keras import quiet
+
     gin.clear_config()
     # `include 'gin/...'` lines then resolve from any working directory.
     gin.add_config_file_search_path(os.path.dirname(GIN_DIR))
@@ -95,13 +98,17 @@ def parse_config(gin_files, bindings, local=False):
         try:
             gin.parse_config(binding)
         except Exception as e:  # noqa: BLE001 - gin raises many types; name the binding.
-            raise ConfigError(f"Bad gin binding {binding!r}: {e}{_moved_hint(e)}") from e
+            raise ConfigError(
+                f"Bad gin binding {binding!r}: {quiet.split_gin_context(e)[0][0]}{_moved_hint(e)}"
+            ) from e
     if local:
         _parse_file(gin, os.path.join(GIN_DIR, "local.gin"))
     gin.finalize()
 
 
 def _parse_file(gin, path):
+    from active_keras import quiet
+
     in_repo = os.path.join(os.path.dirname(GIN_DIR), path)
     if not os.path.exists(path) and os.path.exists(in_repo):
         path = in_repo
@@ -110,7 +117,9 @@ def _parse_file(gin, path):
     try:
         gin.parse_config_file(path)
     except Exception as e:  # noqa: BLE001 - gin raises many types; name the file.
-        raise ConfigError(f"Gin file {path!r} is invalid: {e}{_moved_hint(e)}") from e
+        raise ConfigError(
+            f"Gin file {path!r} is invalid: {quiet.one_line(e)}{_moved_hint(e)}"
+        ) from e
 
 
 def run_config(gin_files, bindings, model_dir, local=False):
@@ -122,9 +131,9 @@ def run_config(gin_files, bindings, model_dir, local=False):
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+        fail(app.UsageError(f"Unexpected arguments: {argv[1:]}"))
     if not FLAGS.gin_file:
-        raise app.UsageError("Pass at least one --gin_file, e.g. --gin_file=gin/classact.gin.")
+        fail(app.UsageError("Pass at least one --gin_file, e.g. --gin_file=gin/classact.gin."))
     model_dir = FLAGS.model_dir or os.path.join(
         "runs", os.path.splitext(os.path.basename(FLAGS.gin_file[-1]))[0]
     )
@@ -178,14 +187,14 @@ def main(argv):
             # The run's report again, now with the baseline's curves beside it.
             print(f"report: {report.write_report(model_dir, compare=[baseline_dir])}")
     except checkpointing.CheckpointMismatch as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(checkpointing.EXIT_OTHER_RUN)  # Its own status: see the module docstring.
-    except (ValueError, FileNotFoundError, PermissionError, FloatingPointError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+        fail(e, checkpointing.EXIT_OTHER_RUN)  # Its own status: see the module docstring.
+    except (ValueError, OSError, FloatingPointError) as e:
+        fail(e)
     except Exception as e:
         if not _lost_peer(e):
-            raise
+            # A bug, not bad input: its traceback, then still the one error line, last.
+            traceback.print_exc()
+            fail(e)
         from active_keras.training import peers
 
         # TF's message starts "Graph execution error:"; the cause is on a later line.
@@ -199,6 +208,14 @@ def main(argv):
             file=sys.stderr,
         )
         sys.exit(1)
+
+
+def fail(error, status=1):
+    """Prints `quiet.error_line(error)` to stderr and exits with `status`."""
+    from active_keras import quiet
+
+    print(quiet.error_line(error, FLAGS.verbose), file=sys.stderr, flush=True)
+    sys.exit(status)
 
 
 def _reference_pretraining(model_dir):

@@ -256,6 +256,10 @@ def load_or_train_reference(task, path, retrain_mismatched=False):
 
 
 def _writable_dir(model_dir):
+    if os.path.exists(model_dir) and not os.path.isdir(model_dir):
+        raise FileExistsError(
+            f"model_dir {model_dir!r} is a file, not a folder; pass a folder as --model_dir."
+        )
     try:
         os.makedirs(model_dir, exist_ok=True)
         # A probe of its own: the workers of a multi-worker run share model_dir and start
@@ -448,6 +452,11 @@ def run(
         The curve: a list of dicts, one per evaluation.
     """
     _writable_dir(model_dir)
+    if reference_path and not str(reference_path).endswith(".keras"):
+        # Checked before anything trains: the reference would otherwise train, then fail to save.
+        raise ValueError(
+            f"run.reference_path = {reference_path!r} must end in '.keras' (the file Keras saves)."
+        )
     task.use_model_dir(model_dir)  # E.g. ClipTask keeps its vocabulary there.
     if mode == "reference":
         train_reference(task, reference_path)
@@ -529,6 +538,22 @@ def _optimizer_facts(optimizer):
     }
 
 
+def _check_global_selection(model, dist):
+    """Raises ValueError, before any training, when global selection cannot share its winners.
+
+    Replica r trains on winners r, r + R, ...: b must be a multiple of the replica count R.
+    """
+    count = dist.num_replicas_in_sync if dist is not None else 1
+    b = model.sub_batch_size(model.super_batch_size)
+    if count > 1 and model.selection_scope == "global" and b % count:
+        raise ValueError(
+            f"Global selection keeps b = {b} of B = {model.super_batch_size}, which the "
+            f"{count} replicas cannot share equally: choose run.super_batch_size and "
+            "ActiveLearner.keep_fraction so that b is a multiple of the replica count, or set "
+            "ActiveLearner.selection_scope = 'local'."
+        )
+
+
 class ActiveRun(loop.Loop):
     """The learner run: a compiled `ActiveLearner` on the task's training super-batches.
 
@@ -578,6 +603,7 @@ class ActiveRun(loop.Loop):
             "reference_losses": "precomputed" if precomputed else "computed each step",
             "seed": seed,
         }
+        _check_global_selection(model, dist)
         super().__init__(model, os.path.join(model_dir, "checkpoints"), schedule, facts)
         self.model_dir, self.task, self.dist, self.ledger = model_dir, task, dist, ledger
         self.super_batch_size, self.seed = super_batch_size, seed

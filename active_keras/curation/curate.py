@@ -40,7 +40,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from active_keras import files
+from active_keras import files, quiet
 from active_keras.data import curated, pixels
 from active_keras.data.classification import ImageClassificationData
 from active_keras.selection import policies
@@ -293,8 +293,8 @@ def main(argv=None):
             batch_size=args.batch_size,
             examples_per_shard=args.examples_per_shard,
         )
-    except (ValueError, FileNotFoundError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (ValueError, OSError) as e:
+        print(quiet.error_line(e), file=sys.stderr)
         return 1
     print(
         f"kept {manifest['kept']} of {manifest['scored']} ({manifest['policy']}); corrupted "

@@ -179,8 +179,14 @@ def caption_from_file(path):
     text_path = os.path.splitext(path)[0] + CAPTION_SUFFIX
     if not os.path.isfile(text_path):
         return None
-    with open(text_path, encoding="utf-8") as f:
-        return " ".join(f.read().split()) or None
+    try:
+        with open(text_path, encoding="utf-8") as f:
+            return " ".join(f.read().split()) or None
+    except UnicodeDecodeError as e:
+        raise ValueError(
+            f"The caption file {text_path!r} is not UTF-8 text ({e.reason} at byte {e.start}); "
+            "save it as UTF-8."
+        ) from None
 
 
 def scan(
