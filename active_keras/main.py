@@ -231,7 +231,32 @@ def _lost_peer(error):
     return bool(os.environ.get("TF_CONFIG")) and isinstance(error, lost)
 
 
+SUPERVISED = "ACTIVE_KERAS_SUPERVISED"
+
+
+def supervise(argv):
+    """Runs this command as a child and returns its exit status (1 if a signal ended it).
+
+    A multi-worker worker can block in TensorFlow's runtime, where only a kill
+    ends it (`training.peers.start_deadline`'s watchdog, which prints the
+    `error:` line first). This small parent outlives that kill and turns it
+    into the command's exit status 1. Ctrl-C reaches the child (same process
+    group); the parent waits for it.
+    """
+    import signal
+    import subprocess
+
+    env = dict(os.environ, **{SUPERVISED: "1"})
+    child = subprocess.Popen([sys.executable, "-m", "active_keras.main", *argv[1:]], env=env)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # The child gets it and exits with an error.
+    signal.signal(signal.SIGTERM, lambda *_: child.terminate())  # Preemption: pass it on.
+    status = child.wait()
+    return status if status >= 0 else 1
+
+
 if __name__ == "__main__":
+    if os.environ.get("TF_CONFIG") and not os.environ.get(SUPERVISED):
+        sys.exit(supervise(sys.argv))
     from active_keras import quiet
 
     if not set(sys.argv[1:]) & {"--help", "--helpshort", "--helpfull", "-h", "-?"}:
