@@ -39,6 +39,7 @@ import tensorflow as tf
 from active_keras import files, train
 from active_keras.analysis import selection_log
 from active_keras.data import curated
+from active_keras.text import tokenizer
 from active_keras.training import replay
 from tests.cli_helpers import ROOT, TINY, cli_command, env, tiny_reference
 from tests.conftest import SMOKE
@@ -229,6 +230,26 @@ class SafeWritesTest(tf.test.TestCase):
             task.check_model.side_effect = [ValueError("wrong class count"), None]
             train.load_or_train_reference(task, cached, retrain_mismatched=True)
             retrain.assert_called_once_with(task, cached)
+
+    def test_a_truncated_vocabulary_is_refused_naming_it(self):
+        path = os.path.join(self.get_temp_dir(), "vocab.txt")
+        tokenizer.CaptionTokenizer([*tokenizer.RESERVED, "cat", "dog"]).save(path)
+        self.assertLen(tokenizer.CaptionTokenizer.load(path).vocab, 6)
+        with open(path) as f:
+            text = f.read()
+        with open(path, "w") as f:
+            f.write(text[:-3])  # Cut inside the last token.
+        with self.assertRaisesRegex(ValueError, r"vocabulary '.*vocab.txt' is truncated"):
+            tokenizer.CaptionTokenizer.load(path)
+
+    def test_global_selection_that_replicas_cannot_share_is_refused_before_training(self):
+        model = mock.Mock(super_batch_size=30, selection_scope="global")
+        model.sub_batch_size.return_value = 15
+        with self.assertRaisesRegex(ValueError, "b = 15 of B = 30, which the 2 replicas"):
+            train._check_global_selection(model, mock.Mock(num_replicas_in_sync=2))
+        train._check_global_selection(model, mock.Mock(num_replicas_in_sync=3))
+        model.selection_scope = "local"
+        train._check_global_selection(model, mock.Mock(num_replicas_in_sync=2))
 
     def test_a_model_path_without_keras_is_refused_before_writing(self):
         with self.assertRaisesRegex(ValueError, "must end in '.keras'"):
