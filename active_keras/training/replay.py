@@ -7,8 +7,10 @@ no scoring cost.
 
 - `ReplayRecorder` (added by `train.run`) reads `ActiveLearner.last_selected_ids`
   after every step and appends them, one `[steps, b]` int32 chunk per Keras
-  epoch (evaluation interval), to `<model_dir>/replay/steps-<first step>.npy`.
-  A resumed run first drops the rows past its restored step.
+  epoch (evaluation interval) and per checkpoint (the loop calls `flush`
+  before each, so a checkpoint never runs ahead of the record), to
+  `<model_dir>/replay/steps-<first step>.npy`. A resumed run first drops the
+  rows past its restored step.
 - `load_selected_ids(dir)` returns the `[steps, b]` ids of a run.
 - `replay_dataset(data, dir)` gives those sub-batches in order, from the train
   split of an `ImageClassificationData`.
