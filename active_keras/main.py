@@ -15,6 +15,11 @@ Flags:
                   Without it they are hidden (`active_keras.quiet`); an explicit
                   TF_CPP_MIN_LOG_LEVEL in the environment is respected.
 
+Exit status: 0 when done; 3 when `--model_dir` (or the reference's checkpoint
+folder) holds checkpoints of another configuration (`CheckpointMismatch`: use
+another folder, or move it aside to start over); 1 for any other failure. A
+failure ends with one `error: ...` line.
+
 Example:
 
   python -m active_keras.main --gin_file=gin/classact.gin \
@@ -25,6 +30,7 @@ import json
 import os
 import re
 import sys
+import traceback
 
 from absl import app, flags
 
@@ -81,6 +87,8 @@ def parse_config(gin_files, bindings, local=False):
     """
     import gin
 
+    from active_keras import quiet
+
     gin.clear_config()
     # `include 'gin/...'` lines then resolve from any working directory.
     gin.add_config_file_search_path(os.path.dirname(GIN_DIR))
@@ -90,13 +98,17 @@ def parse_config(gin_files, bindings, local=False):
         try:
             gin.parse_config(binding)
         except Exception as e:  # noqa: BLE001 - gin raises many types; name the binding.
-            raise ConfigError(f"Bad gin binding {binding!r}: {e}{_moved_hint(e)}") from e
+            raise ConfigError(
+                f"Bad gin binding {binding!r}: {quiet.split_gin_context(e)[0][0]}{_moved_hint(e)}"
+            ) from e
     if local:
         _parse_file(gin, os.path.join(GIN_DIR, "local.gin"))
     gin.finalize()
 
 
 def _parse_file(gin, path):
+    from active_keras import quiet
+
     in_repo = os.path.join(os.path.dirname(GIN_DIR), path)
     if not os.path.exists(path) and os.path.exists(in_repo):
         path = in_repo
@@ -105,7 +117,9 @@ def _parse_file(gin, path):
     try:
         gin.parse_config_file(path)
     except Exception as e:  # noqa: BLE001 - gin raises many types; name the file.
-        raise ConfigError(f"Gin file {path!r} is invalid: {e}{_moved_hint(e)}") from e
+        raise ConfigError(
+            f"Gin file {path!r} is invalid: {quiet.one_line(e)}{_moved_hint(e)}"
+        ) from e
 
 
 def run_config(gin_files, bindings, model_dir, local=False):
@@ -117,9 +131,9 @@ def run_config(gin_files, bindings, model_dir, local=False):
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+        fail(app.UsageError(f"Unexpected arguments: {argv[1:]}"))
     if not FLAGS.gin_file:
-        raise app.UsageError("Pass at least one --gin_file, e.g. --gin_file=gin/classact.gin.")
+        fail(app.UsageError("Pass at least one --gin_file, e.g. --gin_file=gin/classact.gin."))
     model_dir = FLAGS.model_dir or os.path.join(
         "runs", os.path.splitext(os.path.basename(FLAGS.gin_file[-1]))[0]
     )
@@ -132,6 +146,7 @@ def main(argv):
         )
     from active_keras.analysis import speedup
     from active_keras.tasks import base
+    from active_keras.training import checkpointing
 
     try:
         bindings = list(FLAGS.gin_bindings)
@@ -171,12 +186,15 @@ def main(argv):
 
             # The run's report again, now with the baseline's curves beside it.
             print(f"report: {report.write_report(model_dir, compare=[baseline_dir])}")
-    except (ValueError, FileNotFoundError, PermissionError, FloatingPointError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+    except checkpointing.CheckpointMismatch as e:
+        fail(e, checkpointing.EXIT_OTHER_RUN)  # Its own status: see the module docstring.
+    except (ValueError, OSError, FloatingPointError) as e:
+        fail(e)
     except Exception as e:
         if not _lost_peer(e):
-            raise
+            # A bug, not bad input: its traceback, then still the one error line, last.
+            traceback.print_exc()
+            fail(e)
         from active_keras.training import peers
 
         # TF's message starts "Graph execution error:"; the cause is on a later line.
@@ -192,6 +210,14 @@ def main(argv):
         sys.exit(1)
 
 
+def fail(error, status=1):
+    """Prints `quiet.error_line(error)` to stderr and exits with `status`."""
+    from active_keras import quiet
+
+    print(quiet.error_line(error, FLAGS.verbose), file=sys.stderr, flush=True)
+    sys.exit(status)
+
+
 def _reference_pretraining(model_dir):
     with open(os.path.join(model_dir, "metrics.json")) as f:
         return json.load(f).get("reference_pretraining_flops", 0)
@@ -205,7 +231,32 @@ def _lost_peer(error):
     return bool(os.environ.get("TF_CONFIG")) and isinstance(error, lost)
 
 
+SUPERVISED = "ACTIVE_KERAS_SUPERVISED"
+
+
+def supervise(argv):
+    """Runs this command as a child and returns its exit status (1 if a signal ended it).
+
+    A multi-worker worker can block in TensorFlow's runtime, where only a kill
+    ends it (`training.peers.start_deadline`'s watchdog, which prints the
+    `error:` line first). This small parent outlives that kill and turns it
+    into the command's exit status 1. Ctrl-C reaches the child (same process
+    group); the parent waits for it.
+    """
+    import signal
+    import subprocess
+
+    env = dict(os.environ, **{SUPERVISED: "1"})
+    child = subprocess.Popen([sys.executable, "-m", "active_keras.main", *argv[1:]], env=env)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # The child gets it and exits with an error.
+    signal.signal(signal.SIGTERM, lambda *_: child.terminate())  # Preemption: pass it on.
+    status = child.wait()
+    return status if status >= 0 else 1
+
+
 if __name__ == "__main__":
+    if os.environ.get("TF_CONFIG") and not os.environ.get(SUPERVISED):
+        sys.exit(supervise(sys.argv))
     from active_keras import quiet
 
     if not set(sys.argv[1:]) & {"--help", "--helpshort", "--helpfull", "-h", "-?"}:

@@ -29,6 +29,9 @@ from active_keras import quiet
 quiet.start(verbose=quiet.verbose_requested(sys.argv))  # Before TensorFlow is imported.
 ```
 
+`error_line(error)` is the one `error: ...` line every entry point ends a
+failure with (gin's context lines go before it with `--verbose`, else nowhere).
+
 Importing this module does not import TensorFlow.
 """
 
@@ -165,3 +168,31 @@ def quiet_python_logs():
     for logger in (tf.get_logger(), logging.getLogger("absl")):
         if not any(isinstance(f, _TensorFlowInternals) for f in logger.filters):
             logger.addFilter(_TensorFlowInternals(roots))
+
+
+# Gin appends its context to an error raised inside a configurable or while parsing: from the
+# first "  In call to configurable 'run' (<function run at 0x...>)", "  In file ..., line N" or
+# "  In bindings string line N" line on, every line is context, not the error.
+_GIN_CONTEXT = re.compile(r"^\s+In (call to configurable|file |bindings string)")
+
+
+def split_gin_context(error):
+    """`(message lines, gin's context lines)` of `str(error)`."""
+    lines = str(error).splitlines() or [type(error).__name__]
+    cut = next((i for i, ln in enumerate(lines) if i and _GIN_CONTEXT.match(ln)), len(lines))
+    return lines[:cut], lines[cut:]
+
+
+def one_line(error):
+    """`error` as one line with gin's location folded in (for errors in a gin file or binding)."""
+    message, context = split_gin_context(error)
+    where = " ".join(ln.strip() for ln in context if ln.strip() and ln.strip() != "^")
+    return " ".join(ln.strip() for ln in message if ln.strip()) + (f" ({where})" if where else "")
+
+
+def error_line(error, verbose=False):
+    """`error: <message>`: one line, the last printed; gin's context goes before it with
+    `verbose` (else it is dropped)."""
+    message, context = split_gin_context(error)
+    head = "".join(f"{ln}\n" for ln in context) if verbose else ""
+    return head + "error: " + " ".join(ln.strip() for ln in message if ln.strip())

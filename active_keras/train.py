@@ -17,7 +17,7 @@ import gin
 from active_keras import train
 
 gin.parse_config_files_and_bindings(["gin/classact.gin"], ["run.num_steps = 100"])
-curve = train.run("/tmp/classact")
+curve = train.run("runs/classact")
 ```
 """
 
@@ -34,6 +34,7 @@ import gin
 import keras
 import tensorflow as tf
 
+from active_keras import files
 from active_keras.analysis import flops, report, selection_log
 from active_keras.data.classification import CROSSFIT_FOLDS
 from active_keras.selection import policies
@@ -137,11 +138,9 @@ class ReferenceTraining(loop.Loop):
         return ds.map(lambda x, y, meta: (x, y))
 
     def save(self):
-        folder, name = os.path.split(os.path.abspath(self.path))
-        os.makedirs(folder, exist_ok=True)
-        partial = os.path.join(folder, f".partial-{os.getpid()}-{name}")
-        self.model.save(partial)
-        os.replace(partial, self.path)  # Atomic: a killed run never leaves a half-written file.
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        # Atomic: a killed run never leaves a half-written file.
+        files.save_model(self.model, self.path, site="reference")
         metric = self.task.primary_metric
         loss = f", train loss {self.logs['loss']:.4f}" if "loss" in self.logs else ""
         print(
@@ -244,10 +243,22 @@ def train_reference(
         if not discard_mismatched:
             raise
         print(f"reference: {e} Starting over.", flush=True)
-        shutil.rmtree(reference_checkpoints(path), ignore_errors=True)
+        _remove_checkpoints(path)
         training = fresh()
         training.run()
     return training.model
+
+
+def _throw_away(path):
+    """Whether `path` lies in the user's cache, where `--local` keeps its shared reference."""
+    root = os.path.realpath(files.cache_root())
+    return os.path.commonpath([root, os.path.realpath(path)]) == root
+
+
+def _remove_checkpoints(path):
+    """Removes the reference checkpoints of `path`; a failure is an error (not hidden)."""
+    with contextlib.suppress(FileNotFoundError):
+        shutil.rmtree(reference_checkpoints(path))
 
 
 def crossfitted():
@@ -276,8 +287,11 @@ def load_or_train_reference(task, path, retrain_mismatched=False, split=None):
         task: The task.
         path: `.keras` file of the reference.
         retrain_mismatched: Retrain (and overwrite) a saved reference that does
-            not fit the task instead of raising; `gin/local.gin` sets it, as its
-            throw-away reference file is shared by every task's smoke runs.
+            not fit the task instead of raising, when it lies in the user's
+            cache (`files.cache_root()`); `gin/local.gin` sets it, as its
+            throw-away reference file there is shared by every task's smoke
+            runs. A reference elsewhere is the user's own: it is never
+            overwritten, and a mismatch raises.
         split: The split to train it on if missing (default:
             `train_reference.split`); a cross-fit fold for one of two
             cross-fitted references (`load_references`).
@@ -293,13 +307,12 @@ def load_or_train_reference(task, path, retrain_mismatched=False, split=None):
                 "run.reference_path at a good file."
             ) from e
         print(f"reference: loaded {path}", flush=True)
-        if retrain_mismatched:
+        if retrain_mismatched and _throw_away(path):
             try:
                 task.check_model(model, f"reference ({path})")
             except ValueError as e:
                 print(f"reference: {e} Retraining it.", flush=True)
-                # Its checkpoints, if any, are of the mismatched model.
-                shutil.rmtree(reference_checkpoints(path), ignore_errors=True)
+                _remove_checkpoints(path)  # Of the mismatched model.
                 model = train(task, path)
     else:
         if not path:
@@ -310,6 +323,10 @@ def load_or_train_reference(task, path, retrain_mismatched=False, split=None):
 
 
 def _writable_dir(model_dir):
+    if os.path.exists(model_dir) and not os.path.isdir(model_dir):
+        raise FileExistsError(
+            f"model_dir {model_dir!r} is a file, not a folder; pass a folder as --model_dir."
+        )
     try:
         os.makedirs(model_dir, exist_ok=True)
         # A probe of its own: the workers of a multi-worker run share model_dir and start
@@ -324,11 +341,9 @@ def _writable_dir(model_dir):
 
 
 def write_operative_config(model_dir):
-    path = os.path.join(model_dir, "operative_config.gin")
-    tmp = f"{path}.tmp{os.getpid()}"  # Per process: workers may share model_dir.
-    with open(tmp, "w") as f:
+    # A temporary file of its own per process: workers may share model_dir.
+    with files.atomic_file(os.path.join(model_dir, "operative_config.gin")) as f:
         f.write(gin.operative_config_str())
-    os.replace(tmp, path)
 
 
 # The selection knobs of a run: `ActiveLearner.*` bindings (they were `run.*` ones).
@@ -505,6 +520,11 @@ def run(
         The curve: a list of dicts, one per evaluation.
     """
     _writable_dir(model_dir)
+    if reference_path and not str(reference_path).endswith(".keras"):
+        # Checked before anything trains: the reference would otherwise train, then fail to save.
+        raise ValueError(
+            f"run.reference_path = {reference_path!r} must end in '.keras' (the file Keras saves)."
+        )
     task.use_model_dir(model_dir)  # E.g. ClipTask keeps its vocabulary there.
     if mode == "reference":
         train_reference(task, reference_path)
@@ -593,6 +613,22 @@ def _optimizer_facts(optimizer):
     }
 
 
+def _check_global_selection(model, dist):
+    """Raises ValueError, before any training, when global selection cannot share its winners.
+
+    Replica r trains on winners r, r + R, ...: b must be a multiple of the replica count R.
+    """
+    count = dist.num_replicas_in_sync if dist is not None else 1
+    b = model.sub_batch_size(model.super_batch_size)
+    if count > 1 and model.selection_scope == "global" and b % count:
+        raise ValueError(
+            f"Global selection keeps b = {b} of B = {model.super_batch_size}, which the "
+            f"{count} replicas cannot share equally: choose run.super_batch_size and "
+            "ActiveLearner.keep_fraction so that b is a multiple of the replica count, or set "
+            "ActiveLearner.selection_scope = 'local'."
+        )
+
+
 class ActiveRun(loop.Loop):
     """The learner run: a compiled `ActiveLearner` on the task's training super-batches.
 
@@ -642,6 +678,7 @@ class ActiveRun(loop.Loop):
             "reference_losses": "precomputed" if precomputed else "computed each step",
             "seed": seed,
         }
+        _check_global_selection(model, dist)
         super().__init__(model, os.path.join(model_dir, "checkpoints"), schedule, facts)
         self.model_dir, self.task, self.dist, self.ledger = model_dir, task, dist, ledger
         self.super_batch_size, self.seed = super_batch_size, seed
@@ -668,25 +705,35 @@ class ActiveRun(loop.Loop):
             self.ledger,
             self.eval_every,
             os.path.join(self.model_dir, "metrics.json"),
-            summary_dir=os.path.join(self.model_dir, "tb", "eval"),
+            summary_dir=os.path.join(self.model_dir, "tb", "eval") if self.is_chief else None,
             curve=curve,
             extra=self.facts,
             total_steps=self.num_steps,
             print_progress=self.verbose > 0,
+            writes=self.is_chief,
         )
         return logger
 
+    @property
+    def is_chief(self):
+        """Whether this process writes the run's shared files (one device: always)."""
+        return self.dist is None or self.dist.extended.should_checkpoint
+
     def started(self, start_step):
-        write_operative_config(self.model_dir)
+        if self.is_chief:
+            write_operative_config(self.model_dir)
 
     def more_callbacks(self):
-        callbacks = [
-            keras.callbacks.TensorBoard(os.path.join(self.model_dir, "tb"), write_graph=False)
-        ]
+        callbacks = []
+        if self.is_chief:
+            tb = os.path.join(self.model_dir, "tb")
+            callbacks.append(keras.callbacks.TensorBoard(tb, write_graph=False))
         if self.selection_log_every != 0:
             log_dir = os.path.join(self.model_dir, "selection_log")
             every = self.selection_log_every or self.eval_every
-            callbacks.append(selection_log.SelectionLogger(self.task, log_dir, every))
+            callbacks.append(
+                selection_log.SelectionLogger(self.task, log_dir, every, total_steps=self.num_steps)
+            )
         if self.record_selections and self.dist is None:
             folder = os.path.join(self.model_dir, replay.FOLDER)
             callbacks.append(replay.ReplayRecorder(folder))
@@ -698,11 +745,13 @@ class ActiveRun(loop.Loop):
 
     def _save_outputs(self):
         learner = self.model.learner
-        if not (self.dist is None or self.dist.extended.should_checkpoint):  # Not the chief.
+        if not self.is_chief:
             task_id = self.dist.cluster_resolver.task_id
-            learner.save(os.path.join(self.model_dir, f"learner.worker{task_id}.keras"))
+            files.save_model(
+                learner, os.path.join(self.model_dir, f"learner.worker{task_id}.keras")
+            )
             return
-        learner.save(os.path.join(self.model_dir, "learner.keras"))
+        files.save_model(learner, os.path.join(self.model_dir, "learner.keras"))
         write_operative_config(self.model_dir)
         if self.write_report:
             try:

@@ -23,6 +23,8 @@ import sys
 import tempfile
 import time
 
+from active_keras import files
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Digits (8x8) with small CNNs: a real run of the whole pipeline in seconds.
 TINY = [
@@ -107,8 +109,9 @@ def pretrain_reference(tmp_dir):
 
 
 # The cache of shared builds; one folder per build, `NAME-SOURCE-KEY`.
+# In the user's own cache, not a fixed folder of /tmp that another user could create first.
 CACHE_DIR = os.environ.get("ACTIVE_KERAS_TEST_CACHE") or os.path.join(
-    tempfile.gettempdir(), "active_keras_test_cache"
+    files.cache_root(), "test_builds"
 )
 STALE_SECONDS = 24 * 3600  # Builds of other sources older than this are removed.
 
@@ -152,7 +155,8 @@ def cached(name, build, key=()):
     source = source_hash()
     digest = hashlib.sha256(json.dumps([name, key]).encode()).hexdigest()[:12]
     final = os.path.join(CACHE_DIR, f"{name}-{source}-{digest}")
-    os.makedirs(CACHE_DIR, exist_ok=True)
+    os.makedirs(os.path.dirname(os.path.abspath(CACHE_DIR)), exist_ok=True)
+    files.private_dir(CACHE_DIR)  # Refuses another user's folder: its builds could be planted.
     with open(f"{final}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # Released when the file closes (or the process dies).
         if os.path.isdir(final):

@@ -6,6 +6,7 @@ import sys
 # `python tests/<file>.py` puts tests/ first on sys.path; the tests import `tests.*`.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import glob
 import json
 import os
 import subprocess
@@ -14,19 +15,21 @@ from unittest import mock
 
 import pytest
 import tensorflow as tf
+from absl.testing import parameterized
 from PIL import Image
 
+from active_keras.training import checkpointing
 from tools import benchmark
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-class LadderRunTest(tf.test.TestCase):
+class LadderRunTest(tf.test.TestCase, parameterized.TestCase):
     def _run(self):
         ladder = dict(regime="r", config="c", seed=0, budget=10, keep_fraction=0.5)
         return benchmark.Run("r/c/seed0/n10", ["gin/uniform.gin"], [], ladder=ladder)
 
-    def test_a_run_whose_old_checkpoint_does_not_resume_starts_over_once(self):
+    def test_a_run_whose_checkpoint_is_of_another_configuration_starts_over_once(self):
         runs_dir, store = (os.path.join(self.get_temp_dir(), d) for d in ("runs", "store"))
         run = self._run()
         checkpoints = os.path.join(runs_dir, run.name, "checkpoints")
@@ -36,7 +39,8 @@ class LadderRunTest(tf.test.TestCase):
         def execute(run, runs_dir, smoke, reuse):
             calls.append(os.path.isdir(checkpoints))
             if len(calls) == 1:
-                raise RuntimeError(f"run {run.name} failed")
+                raise benchmark.RunFailed(checkpointing.EXIT_OTHER_RUN, f"run {run.name} failed")
+            os.makedirs(os.path.join(runs_dir, run.name))
             for file in ("metrics.json", "operative_config.gin"):
                 with open(os.path.join(runs_dir, run.name, file), "w") as f:
                     f.write("{}")
@@ -44,18 +48,25 @@ class LadderRunTest(tf.test.TestCase):
 
         with mock.patch.object(benchmark, "_execute", execute):
             name, _, how = benchmark._execute_ladder(run, runs_dir, store, "abc", reuse=False)
-        self.assertEqual(calls, [True, False])  # Failed on the checkpoint, then ran without it.
+        self.assertEqual(calls, [True, False])  # Refused the checkpoint, then ran without it.
         self.assertIn("from scratch", how)
+        # The old folder is moved aside, not deleted.
+        aside = glob.glob(os.path.join(runs_dir, "r", "c", "seed0", "n10.other-*", "checkpoints"))
+        self.assertLen(aside, 1)
         with open(os.path.join(store, run.name, "run.json")) as f:
             self.assertEqual(json.load(f)["config_hash"], "abc")
 
-    def test_a_failure_without_a_checkpoint_is_raised(self):
+    @parameterized.named_parameters(("oom_kill", -9), ("nan_or_other_error", 1))
+    def test_any_other_failure_is_raised_and_keeps_the_checkpoints(self, returncode):
         runs_dir = os.path.join(self.get_temp_dir(), "runs")
-        failing = mock.Mock(side_effect=RuntimeError("run r/c/seed0/n10 failed"))
+        checkpoints = os.path.join(runs_dir, self._run().name, "checkpoints")
+        os.makedirs(checkpoints)
+        failing = mock.Mock(side_effect=benchmark.RunFailed(returncode, "run r/c/seed0/n10 failed"))
         with mock.patch.object(benchmark, "_execute", failing):
             with self.assertRaisesRegex(RuntimeError, "failed"):
                 benchmark._execute_ladder(self._run(), runs_dir, runs_dir, "abc", reuse=False)
         self.assertEqual(failing.call_count, 1)
+        self.assertTrue(os.path.isdir(checkpoints))  # For the next sitting to resume from.
 
 
 class BenchmarkTest(tf.test.TestCase):

@@ -7,10 +7,12 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import json
+import signal
 import socket
 import subprocess
 import textwrap
 import time
+from unittest import mock
 
 import tensorflow as tf
 
@@ -94,6 +96,24 @@ class PeersTest(tf.test.TestCase):
         )
         self.assertEqual(proc.returncode, 0, proc.stderr[-2000:])
         self.assertIn("still here", proc.stdout)
+
+    def test_the_watchdog_spares_a_worker_that_joins_while_it_looks_for_the_peers(self):
+        read, write = os.pipe()
+
+        def joined(*args):
+            os.close(write)  # The worker leaves the block while the peers are probed.
+            return "worker 0 (h:1) is not reachable"
+
+        with (
+            open(read) as stdin,
+            mock.patch.object(sys, "stdin", stdin),
+            mock.patch.object(peers, "describe_lost", side_effect=joined),
+            mock.patch.object(os, "kill") as kill,
+            mock.patch.object(signal, "pidfd_send_signal") as pidfd_kill,
+        ):
+            peers._watch(os.getpid(), 0.1)
+        kill.assert_not_called()
+        pidfd_kill.assert_not_called()
 
 
 if __name__ == "__main__":

@@ -803,8 +803,18 @@ def _execute(run, runs_dir, smoke, reuse):
             stderr=subprocess.STDOUT,  # The run keeps TensorFlow's start-up log quiet itself.
         )
     if proc.returncode:
-        raise RuntimeError(f"run {run.name} failed; see {os.path.dirname(path)}/log.txt")
+        raise RunFailed(
+            proc.returncode, f"run {run.name} failed; see {os.path.dirname(path)}/log.txt"
+        )
     return run.name, time.time() - start, "ran"
+
+
+class RunFailed(RuntimeError):
+    """A run's command failed; `returncode` tells a checkpoint of another configuration apart."""
+
+    def __init__(self, returncode, message):
+        super().__init__(message)
+        self.returncode = returncode
 
 
 def _load(runs_dir, run):
@@ -932,21 +942,28 @@ def _reusable(store, run, digest):
 def _execute_ladder(run, runs_dir, store, digest, reuse):
     """Runs one ladder run (unless its committed files match `digest`) and stores its files.
 
-    A run killed in an earlier sitting resumes from its checkpoint; if that
-    fails (a checkpoint written by other code does not restore), the run
-    starts over once, from scratch.
+    A run killed in an earlier sitting resumes from its checkpoint. Only when
+    that checkpoint is of another configuration (the command's own exit
+    status, `checkpointing.EXIT_OTHER_RUN`) does the run start over once,
+    from scratch, with its old folder moved aside (`<name>.other-<time>`),
+    not deleted. Any other failure (an OOM kill, a NaN) keeps the checkpoints
+    for the next sitting to resume from.
     """
     if reuse and _reusable(store, run, digest):
         return run.name, 0.0, "reused"
     try:
         name, seconds, how = _execute(run, runs_dir, smoke=False, reuse=False)
-    except RuntimeError:
-        checkpoints = os.path.join(runs_dir, run.name, "checkpoints")
-        if not os.path.isdir(checkpoints):
+    except RunFailed as e:
+        from active_keras.training import checkpointing  # TensorFlow: only on this path.
+
+        if e.returncode != checkpointing.EXIT_OTHER_RUN:
             raise
-        shutil.rmtree(checkpoints)
+        folder = os.path.join(runs_dir, run.name)
+        aside = f"{folder}.other-{time.strftime('%Y%m%d-%H%M%S')}"
+        os.rename(folder, aside)
+        print(f"{run.name}: checkpoints of another configuration, moved to {aside}", flush=True)
         name, seconds, how = _execute(run, runs_dir, smoke=False, reuse=False)
-        how += " (from scratch: its old checkpoint did not resume)"
+        how += " (from scratch: its old checkpoint was of another configuration)"
     src, dst = os.path.join(runs_dir, run.name), os.path.join(store, run.name)
     os.makedirs(dst, exist_ok=True)
     for file in ("metrics.json", "operative_config.gin"):

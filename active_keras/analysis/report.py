@@ -29,10 +29,12 @@ import html
 import json
 import os
 import re
+import sys
 import textwrap
 
 import numpy as np
 
+from active_keras import files, quiet
 from active_keras.tasks import base
 
 REPORT_DIR = "report"
@@ -59,7 +61,10 @@ def load_run(model_dir):
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path} does not exist: is {model_dir!r} a run directory?")
     with open(path) as f:
-        data = json.load(f)
+        try:
+            data = json.load(f)
+        except ValueError as e:
+            raise ValueError(f"{path} is not valid JSON ({e}): is the run complete?") from None
     from active_keras.analysis import selection_log  # Imports TensorFlow: only when a run is read.
 
     log_dir = os.path.join(model_dir, "selection_log")
@@ -413,7 +418,7 @@ figcaption {{ color: #444; font-size: 0.9em; }}
 </body></html>
 """
     path = os.path.join(out_dir, "index.html")
-    with open(path, "w") as f:
+    with files.atomic_file(path) as f:
         f.write(page)
     return path
 
@@ -459,12 +464,15 @@ def main(argv=None):
     parser.add_argument("--out_dir", default=None, help="Default: MODEL_DIR/report.")
     parser.add_argument("--metric", default=None, help="Default: the task's accuracy.")
     args = parser.parse_args(argv)
-    path = write_report(args.model_dir, args.compare, args.out_dir, args.metric)
+    try:
+        path = write_report(args.model_dir, args.compare, args.out_dir, args.metric)
+    except (ValueError, KeyError, OSError) as e:  # A missing or damaged run file, named.
+        print(quiet.error_line(e), file=sys.stderr)
+        return 1
     print(f"wrote {path}")
+    return 0
 
 
 if __name__ == "__main__":
-    from active_keras import quiet
-
     quiet.start(verbose=quiet.verbose_requested())
-    main()
+    sys.exit(main())

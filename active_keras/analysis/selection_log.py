@@ -32,6 +32,7 @@ records = read_records("runs/x/selection_log")
 ```
 """
 
+import contextlib
 import glob
 import json
 import os
@@ -40,6 +41,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from active_keras import files
 from active_keras.training import callbacks as callbacks_lib
 
 RECORDS = "records.jsonl"
@@ -80,6 +82,8 @@ class SelectionLogger(keras.callbacks.Callback):
         bins: Bins of the score histograms.
         keep_images: Newest example files kept (older ones are deleted).
         seed: Seed of the logger's own data stream.
+        total_steps: The run's last step, recorded even off the grid (before
+            its checkpoint); None records the end of each `fit()` instead.
     """
 
     def __init__(
@@ -92,6 +96,7 @@ class SelectionLogger(keras.callbacks.Callback):
         bins=30,
         keep_images=3,
         seed=1,
+        total_steps=None,
     ):
         super().__init__()
         if every <= 0:
@@ -104,28 +109,46 @@ class SelectionLogger(keras.callbacks.Callback):
         self.bins = int(bins)
         self.keep_images = int(keep_images)
         self.seed = seed
+        self.total_steps = total_steps
+        self._writes = True
         self._iterator = None
         self._last_step = None
 
     def on_train_begin(self, logs=None):
-        os.makedirs(self.log_dir, exist_ok=True)
         size = self.model.super_batch_size
         if size is None:
             raise ValueError("SelectionLogger needs an ActiveLearner with super_batch_size set.")
+        start = callbacks_lib.step_of(self.model)
+        self._writes = self.model.distribute_strategy.extended.should_checkpoint  # The chief.
+        if self._writes:
+            os.makedirs(self.log_dir, exist_ok=True)
+            _keep_records_up_to(self.log_dir, start)
         # Its own stream (another shuffle seed), so training sees exactly the batches it
-        # would see without the logger; offset by the step, so a resumed run's differ.
-        seed = self.seed + callbacks_lib.step_of(self.model)
-        ds = self.task.dataset("train", size, shuffle=True, repeat=True, seed=seed)
+        # would see without the logger. Indexed by step: the k-th record reads super-batches
+        # k * batches_per_record on, so a resumed run draws what an uninterrupted one draws.
+        first = (start // self.every) * self.batches_per_record
+        ds = self.task.dataset(
+            "train", size, shuffle=True, repeat=True, seed=self.seed, start_batch=first
+        )
         self._iterator = iter(ds)
+
+    def _due(self, step):
+        on_grid = step % self.every == 0 or step == self.total_steps
+        return on_grid and step != self._last_step
 
     def on_train_batch_end(self, batch, logs=None):
         step = callbacks_lib.step_of(self.model)
-        if step % self.every == 0 and step != self._last_step:
+        if self._due(step):
             self.record(step)
+
+    def before_checkpoint(self):
+        """Records the current step first when it is due (the checkpointer saves before
+        `on_train_batch_end` reaches this logger; a run resumed there would miss it)."""
+        self.on_train_batch_end(None)
 
     def on_train_end(self, logs=None):
         step = callbacks_lib.step_of(self.model)
-        if step != self._last_step:
+        if self.total_steps is None and step != self._last_step:
             self.record(step)  # The end of the run, when it is not on the grid.
 
     def _score_and_select(self, x, y, example_id=None):
@@ -176,8 +199,15 @@ class SelectionLogger(keras.callbacks.Callback):
             "all": np.histogram(scores, edges)[0].tolist(),
             "selected": np.histogram(scores[mask], edges)[0].tolist(),
         }
+        if not self._writes:
+            return  # Every worker scores (the selection may be collective); the chief writes.
+        line = json.dumps(record) + "\n"
         with open(os.path.join(self.log_dir, RECORDS), "a") as f:
-            f.write(json.dumps(record) + "\n")
+            # In two parts around the fault tests' pause point: a kill there leaves a torn line.
+            f.write(line[: len(line) // 2])
+            f.flush()
+            files.pause_point(RECORDS)
+            f.write(line[len(line) // 2 :])
         self._write_examples(step, x, metadata, facts, all_scores[-1], selected[-1])
 
     def _write_examples(self, step, x, metadata, facts, scores, mask):
@@ -200,9 +230,13 @@ class SelectionLogger(keras.callbacks.Callback):
         names = getattr(getattr(self.task, "data", None), "class_names", None)
         if names is not None:
             arrays["class_names"] = np.asarray(list(names), dtype=str)
-        np.savez_compressed(os.path.join(self.log_dir, f"step_{step:08d}.npz"), **arrays)
+        path = os.path.join(self.log_dir, f"step_{step:08d}.npz")
+        with files.atomic_file(path, "wb", site="examples") as f:
+            np.savez_compressed(f, **arrays)
         for old in example_files(self.log_dir)[: -self.keep_images or None]:
-            os.remove(old)
+            files.pause_point("examples_cleanup")
+            with contextlib.suppress(FileNotFoundError):  # Removed by a run killed meanwhile.
+                os.remove(old)
 
 
 def score_spread(scores, selected):
@@ -233,17 +267,41 @@ def example_files(log_dir):
     return sorted(glob.glob(os.path.join(log_dir, "step_*.npz")))
 
 
+def _lines(path):
+    """The complete records of `path`; a line torn by a kill (no newline, bad JSON) is left out."""
+    records = []
+    with open(path) as f:
+        for line in f:
+            if not line.endswith("\n") or not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # A torn line that a later append completed with another record.
+    return records
+
+
+def _keep_records_up_to(log_dir, step):
+    """Rewrites `records.jsonl` with its complete records up to `step` (a resumed run's
+    checkpoint): the records past it are written again, and a torn line goes."""
+    path = os.path.join(log_dir, RECORDS)
+    if not os.path.exists(path):
+        return
+    with files.atomic_file(path, site="records_rewrite") as f:
+        for record in _lines(path):
+            if record.get("step", 0) <= step:
+                f.write(json.dumps(record) + "\n")
+
+
 def read_records(log_dir):
-    """The records of a log in step order (the last one per step wins), or `[]`."""
+    """The records of a log in step order (the last one per step wins), or `[]`.
+
+    A line torn by a kill is skipped.
+    """
     path = os.path.join(log_dir, RECORDS)
     if not os.path.exists(path):
         return []
-    by_step = {}
-    with open(path) as f:
-        for line in f:
-            if line.strip():
-                record = json.loads(line)
-                by_step[record["step"]] = record
+    by_step = {record["step"]: record for record in _lines(path) if "step" in record}
     return [by_step[s] for s in sorted(by_step)]
 
 

@@ -28,14 +28,19 @@ python -m active_keras.main --gin_file=gin/uniform.gin --model_dir=runs/on_curat
 """
 
 import argparse
+import contextlib
+import glob
 import json
 import os
+import shutil
 import sys
+import tempfile
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from active_keras import files, quiet
 from active_keras.data import curated, pixels
 from active_keras.data.classification import ImageClassificationData
 from active_keras.selection import policies
@@ -103,11 +108,10 @@ def kept_mask(scores, keep_fraction):
 
 
 def write_shards(split, mask, out_dir, examples_per_shard=10000, batch_size=1024):
-    """Writes the examples of `split` where `mask` is set; returns `{shard: count}`."""
+    """Writes the examples of `split` where `mask` is set into `out_dir` (a fresh folder:
+    `curate` publishes them); returns `{shard: count}`."""
     total = int(mask.sum())
     count = max(1, -(-total // examples_per_shard))
-    for old in curated.glob_shards(out_dir):
-        os.remove(old)  # A previous curation's shards would otherwise mix in.
     counts, writer, shard, in_shard = {}, None, 0, 0
     for start, x, y in _batches(split, batch_size):
         for i in np.flatnonzero(mask[start : start + len(y)]):
@@ -118,6 +122,7 @@ def write_shards(split, mask, out_dir, examples_per_shard=10000, batch_size=1024
             writer.write(curated.encode_example(x[i], y[i], split.ids[j], split.corrupted[j]))
             in_shard += 1
             if in_shard == examples_per_shard:
+                files.pause_point("curated_shard")
                 writer.close()
                 counts[curated.shard_name(shard, count)] = in_shard
                 writer, shard, in_shard = None, shard + 1, 0
@@ -208,14 +213,20 @@ def curate(
     if not np.isfinite(scores).all():
         raise ValueError(f"{int((~np.isfinite(scores)).sum())} scores are not finite.")
     mask = kept_mask(scores, keep_fraction)
+    for stale in glob.glob(os.path.join(out_dir, f"{PARTIAL}*")):
+        shutil.rmtree(stale, ignore_errors=True)  # Left by a curation killed before publishing.
+    # Everything is written into a temporary folder first, then moved in, the manifest last:
+    # a folder without a manifest is an unfinished curation, which readers refuse.
+    tmp = tempfile.mkdtemp(prefix=PARTIAL, dir=out_dir)
+    files.pause_point("scores.npz")
     np.savez(
-        os.path.join(out_dir, "scores.npz"),
+        os.path.join(tmp, "scores.npz"),
         example_id=part.ids,
         score=scores,
         label=part.labels,
         corrupted=part.corrupted,
     )
-    counts = write_shards(part, mask, out_dir, examples_per_shard, batch_size)
+    counts = write_shards(part, mask, tmp, examples_per_shard, batch_size)
     manifest = {
         "data": data.name,
         "split": split,
@@ -228,11 +239,29 @@ def curate(
         "corrupted_fraction_kept": float(part.corrupted[mask].mean()) if mask.any() else None,
         "shards": counts,
     }
-    with open(os.path.join(out_dir, curated.MANIFEST), "w") as f:
-        json.dump(manifest, f, indent=1)
     if plots:
-        _plots(out_dir, part, scores, mask)
+        _plots(tmp, part, scores, mask)
+    _publish(tmp, out_dir, manifest)
     return manifest
+
+
+PARTIAL = ".partial-"  # The temporary folder of a curation in progress, inside out_dir.
+
+
+def _publish(tmp, out_dir, manifest):
+    """Moves a finished curation from `tmp` into `out_dir`, its manifest last."""
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(os.path.join(out_dir, curated.MANIFEST))  # From here on: unfinished.
+    files.pause_point("curate_unpublished")
+    for old in curated.glob_shards(out_dir):  # A previous curation's shards must not mix in.
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(old)
+    for name in sorted(os.listdir(tmp)):
+        files.pause_point("curate_move")
+        os.replace(os.path.join(tmp, name), os.path.join(out_dir, name))
+    with files.atomic_file(os.path.join(out_dir, curated.MANIFEST)) as f:
+        json.dump(manifest, f, indent=1)
+    os.rmdir(tmp)
 
 
 def main(argv=None):
@@ -246,6 +275,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0, help="Data seed (held-out cut, noise).")
     parser.add_argument("--keep_fraction", type=float, default=0.5)
     parser.add_argument("--batch_size", type=int, default=1024)
+    parser.add_argument("--examples_per_shard", type=int, default=10000)
     parser.add_argument("--out_dir", required=True)
     args = parser.parse_args(argv)
     kwargs = {} if args.heldout_size is None else {"heldout_size": args.heldout_size}
@@ -261,9 +291,10 @@ def main(argv=None):
             split=args.split,
             actor=args.actor,
             batch_size=args.batch_size,
+            examples_per_shard=args.examples_per_shard,
         )
-    except (ValueError, FileNotFoundError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (ValueError, OSError) as e:
+        print(quiet.error_line(e), file=sys.stderr)
         return 1
     print(
         f"kept {manifest['kept']} of {manifest['scored']} ({manifest['policy']}); corrupted "

@@ -82,12 +82,21 @@ def _files(path_glob):
 
 
 def _expected_counts(files):
-    """Record counts from the manifest beside the shards (empty if there is none)."""
-    path = os.path.join(os.path.dirname(files[0]), MANIFEST)
+    """Record counts of the manifest beside the shards.
+
+    Raises:
+        CorruptShardError: There is no manifest: the curation did not finish
+            (`curate` writes it last), so the shards may be a mix or a part.
+    """
+    folder = os.path.dirname(files[0])
+    path = os.path.join(folder, MANIFEST)
     if not os.path.exists(path):
-        return {}
+        raise CorruptShardError(
+            f"The curated folder {folder!r} has no {MANIFEST}: its curation did not finish "
+            "(it is written last). Rerun active_keras.curation.curate."
+        )
     with open(path) as f:
-        return json.load(f).get("shards", {})
+        return json.load(f)["shards"]
 
 
 def verify_shards(path_glob):
@@ -95,8 +104,9 @@ def verify_shards(path_glob):
 
     TFRecord records carry CRCs: a truncated or damaged shard is detected, and
     the error names the file (a bare `tf.data` error would not). Counts are
-    also checked against `manifest.json` when it is there, which catches a
-    shard cut exactly at a record boundary.
+    also checked against `manifest.json`, which catches a shard cut exactly at
+    a record boundary; the manifest must be there (`curate` writes it last), and
+    a folder's shards must be exactly those it lists.
 
     Example:
 
@@ -106,6 +116,15 @@ def verify_shards(path_glob):
     """
     files = _files(path_glob)
     expected = _expected_counts(files)
+    found = {os.path.basename(p) for p in files}
+    missing = sorted(set(expected) - found) if os.path.isdir(path_glob) else []
+    extra = sorted(found - set(expected))
+    if missing or extra:
+        raise CorruptShardError(
+            f"The curated shards in {os.path.dirname(files[0])!r} do not match its manifest "
+            f"(missing: {missing or 'none'}; not listed: {extra or 'none'}). Rerun "
+            "active_keras.curation.curate."
+        )
     counts = {}
     for path in files:
         n = 0

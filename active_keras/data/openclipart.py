@@ -47,6 +47,7 @@ import tensorflow as tf
 from absl import logging
 from PIL import Image
 
+from active_keras import files
 from active_keras.data import pixels
 from active_keras.data.errors import MissingDataError
 
@@ -178,8 +179,14 @@ def caption_from_file(path):
     text_path = os.path.splitext(path)[0] + CAPTION_SUFFIX
     if not os.path.isfile(text_path):
         return None
-    with open(text_path, encoding="utf-8") as f:
-        return " ".join(f.read().split()) or None
+    try:
+        with open(text_path, encoding="utf-8") as f:
+            return " ".join(f.read().split()) or None
+    except UnicodeDecodeError as e:
+        raise ValueError(
+            f"The caption file {text_path!r} is not UTF-8 text ({e.reason} at byte {e.start}); "
+            "save it as UTF-8."
+        ) from None
 
 
 def scan(
@@ -238,11 +245,8 @@ def scan(
 
 def _atomic_save(path, write):
     """Writes `path` through a temporary file, so concurrent runs never read half a file."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "wb") as f:
+    with files.atomic_file(path, "wb") as f:
         write(f)
-    os.replace(tmp, path)
 
 
 def _cached_scan(cache_dir, root, *args):
@@ -301,9 +305,13 @@ class OpenClipArt:
         seed: Split seed.
         heldout_fraction: Fraction of files held out (for the reference model).
         test_fraction: Fraction of files for evaluation.
-        cache_dir: If set, the scan and the decoded images (uint8, one file per
-            split and image size) are saved there and reused by later runs:
-            validating and decoding every PNG takes about a minute.
+        cache_dir: Where the scan and the decoded images (uint8, one file per
+            split and image size) are saved and reused by later runs:
+            validating and decoding every PNG takes about a minute. `"user"`
+            (default): `$XDG_CACHE_HOME/active_keras/<name>`, else
+            `~/.cache/active_keras/<name>`; None: no cache. A folder of another
+            user, or one anyone can write to, is refused (it could hold
+            planted files).
 
     Attributes:
         class_names: Sorted top-level categories (zero-shot classes).
@@ -311,6 +319,7 @@ class OpenClipArt:
     """
 
     formats = ("PNG",)  # PIL format names of the images read.
+    cache_name = "openclipart"  # Its folder in the user's cache.
 
     def __init__(
         self,
@@ -321,10 +330,14 @@ class OpenClipArt:
         seed=0,
         heldout_fraction=0.1,
         test_fraction=0.1,
-        cache_dir=None,
+        cache_dir="user",
     ):
         self.root = root
         self.image_size = int(image_size)
+        if cache_dir == "user":
+            cache_dir = files.cache_dir(type(self).cache_name)
+        elif cache_dir:
+            cache_dir = files.private_dir(cache_dir)
         self.cache_dir = cache_dir
         scan_args = (root, include_links, max_pixels, seed, heldout_fraction, test_fraction)
         if self.formats != OpenClipArt.formats:  # Open Clip Art's cache keys stay as they were.
@@ -509,6 +522,7 @@ class ImageTextFolder(OpenClipArt):
     """
 
     formats = ("PNG", "JPEG", "GIF", "BMP")
+    cache_name = "image_text"
 
     def __init__(self, root, **options):
         if not os.path.isdir(root):

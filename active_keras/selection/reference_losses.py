@@ -30,6 +30,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from active_keras import files
 from active_keras.data.classification import CROSSFIT_FOLDS
 
 BATCH = 1024
@@ -188,15 +189,14 @@ def load_or_compute(setting, model, task, reference_path, folds=None):
     if setting != "auto":
         raise FileNotFoundError(f"Reference losses {path!r} do not exist; use 'auto'.")
     ids, losses = compute(model, task, folds)
-    tmp = f"{path}.tmp{os.getpid()}.npz"
-    np.savez(
-        tmp,
-        ids=ids,
-        losses=losses,
-        reference_fingerprint=references_fingerprint(model, folds),
-        data_fingerprint=data_key,
-        example_loss=loss_name(model),
-    )
-    os.replace(tmp, path)  # Atomic: parallel runs may compute the same cache.
+    with files.atomic_file(path, "wb") as f:  # Atomic: parallel runs may compute the same cache.
+        np.savez(
+            f,
+            ids=ids,
+            losses=losses,
+            reference_fingerprint=references_fingerprint(model, folds),
+            data_fingerprint=data_key,
+            example_loss=loss_name(model),
+        )
     print(f"reference losses: computed for {len(ids)} examples, cached in {path}", flush=True)
     return table(ids, losses)

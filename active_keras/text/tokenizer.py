@@ -10,7 +10,7 @@ Example:
 ```python
 from active_keras.text import tokenizer
 
-tok = tokenizer.load_or_learn("/tmp/run", train_captions, vocab_size=2000)
+tok = tokenizer.load_or_learn("runs/clip", train_captions, vocab_size=2000)
 ids = tok(["animals cat nicu buculei"])  # int32 [1, 16]: [CLS] ... [SEP] 0 0 ...
 ```
 """
@@ -20,6 +20,8 @@ import os
 import tensorflow as tf
 import tensorflow_text as tf_text
 from tensorflow_text.tools.wordpiece_vocab import bert_vocab_from_dataset
+
+from active_keras import files
 
 PAD, UNK, CLS, SEP = "[PAD]", "[UNK]", "[CLS]", "[SEP]"
 RESERVED = (PAD, UNK, CLS, SEP)  # PAD is id 0: the text tower masks id 0 out.
@@ -87,15 +89,32 @@ class CaptionTokenizer:
         return tf.strings.reduce_join(words, axis=-1, separator=" ")
 
     def save(self, path):
-        """Writes the vocabulary, one token per line."""
-        with tf.io.gfile.GFile(path, "w") as f:
-            f.write("\n".join(self.vocab) + "\n")
+        """Writes the vocabulary, one token per line (atomically on a local disk)."""
+        text = "\n".join(self.vocab) + "\n"
+        if "://" in path:  # A bucket: its objects appear whole.
+            with tf.io.gfile.GFile(path, "w") as f:
+                f.write(text)
+            return
+        with files.atomic_file(path, encoding="utf-8") as f:
+            f.write(text)
 
     @classmethod
     def load(cls, path, sequence_length=16):
-        """Reads a vocabulary written by `save`."""
+        """Reads a vocabulary written by `save`.
+
+        Raises:
+            ValueError: The file is truncated (no final newline) or lacks the
+                reserved tokens: ids would silently mean other words.
+        """
         with tf.io.gfile.GFile(path) as f:
-            vocab = [line.rstrip("\n") for line in f if line.rstrip("\n")]
+            text = f.read()
+        vocab = [line for line in text.split("\n") if line]
+        missing = [t for t in RESERVED if t not in vocab]
+        if not text.endswith("\n") or missing:
+            raise ValueError(
+                f"The vocabulary {path!r} is truncated or damaged (no final newline, or missing "
+                f"{missing}); delete it to learn it again."
+            )
         return cls(vocab, sequence_length)
 
     @classmethod

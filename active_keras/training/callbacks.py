@@ -31,6 +31,8 @@ import time
 import keras
 import tensorflow as tf
 
+from active_keras import files
+
 
 def step_of(model):
     """The training step of `model`: its optimizer's update count (`optimizer.iterations`).
@@ -84,6 +86,8 @@ class CurveLogger(keras.callbacks.Callback):
         total_steps: The run's length, for the progress line's "step N/total"
             and ETA (without it, neither is shown).
         print_progress: Print one `progress_line` per evaluation.
+        writes: Whether this process writes the files (False on a multi-worker
+            run's non-chief workers, which still evaluate and print).
     """
 
     def __init__(
@@ -97,8 +101,10 @@ class CurveLogger(keras.callbacks.Callback):
         extra=None,
         total_steps=None,
         print_progress=True,
+        writes=True,
     ):
         super().__init__()
+        self.writes = writes
         self.total_steps = total_steps
         self.print_progress = print_progress
         self._clock = None  # (time, step) when this process started training.
@@ -142,11 +148,11 @@ class CurveLogger(keras.callbacks.Callback):
             self.writer.flush()
 
     def write(self):
+        if not self.writes:
+            return  # Not the chief: the workers share model_dir, one writes.
         data = dict(self.extra, curve=self.curve)
-        tmp = f"{self.path}.tmp{os.getpid()}"  # Per process: workers may share model_dir.
-        with open(tmp, "w") as f:
+        with files.atomic_file(self.path) as f:  # A killed run never leaves half a file.
             json.dump(data, f, indent=1)
-        os.replace(tmp, self.path)  # Atomic: a killed run never leaves half a file.
         if self._clock is not None:
             timing = {
                 "wall_seconds": round(
@@ -154,9 +160,8 @@ class CurveLogger(keras.callbacks.Callback):
                 ),
                 "sittings": self._timing["sittings"] + 1,
             }
-            with open(tmp, "w") as f:
+            with files.atomic_file(self.timing_path()) as f:
                 json.dump(timing, f)
-            os.replace(tmp, self.timing_path())
 
     def timing_path(self):
         """`timing.json` beside `metrics.json`: wall-clock seconds of training and evaluation,

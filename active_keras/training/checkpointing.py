@@ -47,9 +47,15 @@ import shutil
 import keras
 import tensorflow as tf
 
+from active_keras import files
 from active_keras.training import callbacks as callbacks_lib
 
 FACTS_FILE = "run_facts.json"
+
+
+# The command line's exit status for a `CheckpointMismatch`, its own (every other failure exits
+# 1): a driver such as tools/benchmark.py restarts such a run from scratch, and only such a run.
+EXIT_OTHER_RUN = 3
 
 
 class CheckpointMismatch(ValueError):
@@ -188,6 +194,9 @@ class Checkpointer(keras.callbacks.Callback):
         self.step = 0
         self._curve_fn = list
         self._metrics_path = None
+        # Called before each save: records kept beside the checkpoint (the replay rows, the
+        # selection log) are written up to its step, so a resumed run finds no hole.
+        self.before_save = []
         self._step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         self._curve_state = _JsonState([])
         self._mid_epoch_var = tf.Variable(False, trainable=False, name="mid_epoch")
@@ -274,15 +283,16 @@ class Checkpointer(keras.callbacks.Callback):
             mid_epoch: Whether an evaluation interval is under way; its fit
                 metrics are then restored on resume.
         """
+        for write in self.before_save:
+            write()
         self._step_var.assign(self.step)
         self._mid_epoch_var.assign(mid_epoch)
         self._curve_state.value = self._curve_fn()
         if self.is_chief and not os.path.exists(self._facts_path()):
             os.makedirs(self.directory, exist_ok=True)
-            tmp = self._facts_path() + f".tmp{os.getpid()}"
-            with open(tmp, "w") as f:
+            with files.atomic_file(self._facts_path()) as f:
                 json.dump(self.facts, f, indent=1)
-            os.replace(tmp, self._facts_path())
+        files.pause_point("checkpoint")
         self.manager.save(checkpoint_number=self.step)
         if not self.is_chief:
             # Non-chief workers take part in the save but keep nothing.

@@ -158,7 +158,11 @@ class Loop:
         del curve
 
     def more_callbacks(self):
-        """Callbacks run after the checkpointer (default: none)."""
+        """Callbacks run after the checkpointer (default: none).
+
+        One with a `before_checkpoint()` method has it called before each
+        checkpoint is saved, to write what it recorded up to that step.
+        """
         return []
 
     def save(self):
@@ -185,7 +189,10 @@ class Loop:
             checkpointer.track_curve(lambda: logger.curve)
             callbacks.append(logger)
         callbacks.append(checkpointer)  # After the logger: a checkpoint holds its evaluation.
-        callbacks += self.more_callbacks()
+        for callback in self.more_callbacks():
+            callbacks.append(callback)
+            if hasattr(callback, "before_checkpoint"):  # Its records must reach the checkpoint.
+                checkpointer.before_save.append(callback.before_checkpoint)
         todo = segments(start, self.num_steps, self.eval_every)
         for segment in todo:
             history = self.model.fit(

@@ -65,13 +65,20 @@ def start_deadline(timeout):
     """Ends this process with `error: ...` unless the block is over within `timeout` seconds.
 
     A watchdog process waits on a pipe; leaving the block closes it. If the
-    deadline passes first, the watchdog prints which peers cannot be reached
-    and kills this process (SIGKILL: a process blocked in TensorFlow's runtime
-    answers nothing else; TensorFlow's preemption notifier catches SIGTERM).
+    deadline passes first, the watchdog finds which peers cannot be reached,
+    checks the pipe once more (a worker that joined meanwhile is spared), then
+    prints the error and kills this process (SIGKILL: a process blocked in
+    TensorFlow's runtime answers nothing else; TensorFlow's preemption notifier
+    catches SIGTERM). It holds a pidfd of this process where the system has
+    them, so a recycled PID is never hit, and runs in a session of its own, so
+    that Ctrl-C reaches only this process. The command line runs a
+    multi-worker worker under a supervising parent (`active_keras.main`),
+    which exits 1 after such a kill.
     """
     watchdog = subprocess.Popen(
         [sys.executable, os.path.abspath(__file__), str(os.getpid()), str(timeout)],
         stdin=subprocess.PIPE,
+        start_new_session=True,
     )
     try:
         yield
@@ -80,17 +87,34 @@ def start_deadline(timeout):
         watchdog.wait()
 
 
+def _open_pidfd(pid):
+    """A pidfd of `pid` (Linux 5.3+), or None: it names that process, never a reused PID."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
 def _watch(parent, timeout):
+    pidfd = _open_pidfd(parent)  # Now, while the parent surely lives (it waits on this pipe).
     ready, _, _ = select.select([sys.stdin], [], [], timeout)
     if ready:
         return  # The parent closed the pipe (or exited): nothing to do.
-    print(
+    message = (
         f"error: the multi-worker cluster did not come together within {timeout:g} s: "
-        f"{describe_lost()} Start every worker of TF_CONFIG, or raise --peer_timeout.",
-        file=sys.stderr,
-        flush=True,
+        f"{describe_lost()} Start every worker of TF_CONFIG, or raise --peer_timeout."
     )
-    os.kill(parent, signal.SIGKILL)
+    # Looking for the peers takes seconds: a worker that joined meanwhile is not killed.
+    ready, _, _ = select.select([sys.stdin], [], [], 0)
+    if ready:
+        return
+    if pidfd is None and os.getppid() != parent:
+        return  # The parent is gone (this process was re-parented): its PID may be reused.
+    print(message, file=sys.stderr, flush=True)
+    if pidfd is not None:
+        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+    else:
+        os.kill(parent, signal.SIGKILL)
 
 
 if __name__ == "__main__":

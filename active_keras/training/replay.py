@@ -7,8 +7,10 @@ no scoring cost.
 
 - `ReplayRecorder` (added by `train.run`) reads `ActiveLearner.last_selected_ids`
   after every step and appends them, one `[steps, b]` int32 chunk per Keras
-  epoch (evaluation interval), to `<model_dir>/replay/steps-<first step>.npy`.
-  A resumed run first drops the rows past its restored step.
+  epoch (evaluation interval) and per checkpoint (the loop calls `flush`
+  before each, so a checkpoint never runs ahead of the record), to
+  `<model_dir>/replay/steps-<first step>.npy`. A resumed run first drops the
+  rows past its restored step.
 - `load_selected_ids(dir)` returns the `[steps, b]` ids of a run.
 - `replay_dataset(data, dir)` gives those sub-batches in order, from the train
   split of an `ImageClassificationData`.
@@ -24,15 +26,18 @@ learner.fit(ds.map(lambda x, y, m: (x, y)), epochs=1)
 ```
 """
 
+import contextlib
 import dataclasses
 import glob
 import os
+import re
 import warnings
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from active_keras import files
 from active_keras.analysis import flops
 from active_keras.data import pixels
 from active_keras.training import callbacks as callbacks_lib
@@ -41,11 +46,20 @@ from active_keras.training import loop
 FOLDER = "replay"
 
 
+CHUNK = re.compile(r"steps-(\d{9})\.npy")
+
+
 def _chunks(folder):
-    """`[(first_step, path)]` of a replay folder, by step."""
+    """`[(first_step, path)]` of a replay folder, by step.
+
+    Only names that are exactly `steps-<9 digits>.npy`: any other file (a
+    temporary one of another tool, say) is no chunk.
+    """
     out = []
     for path in glob.glob(os.path.join(folder, "steps-*.npy")):
-        out.append((int(os.path.basename(path)[len("steps-") : -len(".npy")]), path))
+        match = CHUNK.fullmatch(os.path.basename(path))
+        if match:
+            out.append((int(match.group(1)), path))
     return sorted(out)
 
 
@@ -56,9 +70,10 @@ def _folder(path):
 
 
 def _save(path, array):
-    tmp = f"{path}.tmp{os.getpid()}.npy"
-    np.save(tmp, array)
-    os.replace(tmp, path)  # Atomic: a killed run never leaves half a chunk.
+    # Atomic, through a temporary name outside the `steps-*.npy` pattern: a killed run
+    # leaves neither half a chunk nor a file that `_chunks` would read as one.
+    with files.atomic_file(path, "wb", site="replay_chunk") as f:
+        np.save(f, array)
 
 
 class ReplayRecorder(keras.callbacks.Callback):
@@ -88,13 +103,20 @@ class ReplayRecorder(keras.callbacks.Callback):
         # Resumed from a checkpoint at `start`: rows at or past it are from the lost part.
         for first, path in _chunks(self.folder):
             if first >= start:
-                os.remove(path)
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(path)
             else:
                 ids = np.load(path)
                 if first + len(ids) > start:
                     _save(path, ids[: start - first])
 
     def on_train_batch_end(self, batch, logs=None):
+        self._take()
+
+    def _take(self):
+        """Appends the current step's ids, once (the checkpointer may ask first: `flush`)."""
+        if self._first + len(self._rows) >= callbacks_lib.step_of(self.model):
+            return  # This step's row is taken already.
         if not self._checked:
             self._checked = True
             self._active = bool(getattr(self.model, "records_selected_ids", False))
@@ -109,6 +131,12 @@ class ReplayRecorder(keras.callbacks.Callback):
             self._rows.append(self.model.last_selected_ids.numpy())
 
     def flush(self):
+        """Writes the rows so far as one chunk, the current step's included.
+
+        The checkpointer calls it before each save (`Checkpointer.before_save`):
+        a run resumed from that checkpoint then finds every row up to it.
+        """
+        self._take()
         if self._rows:
             ids = np.stack(self._rows)
             if ids.min() >= np.iinfo(np.int32).min and ids.max() <= np.iinfo(np.int32).max:
@@ -116,6 +144,9 @@ class ReplayRecorder(keras.callbacks.Callback):
             _save(os.path.join(self.folder, f"steps-{self._first:09d}.npy"), ids)
             self._first += len(self._rows)
             self._rows = []
+
+    def before_checkpoint(self):
+        self.flush()
 
     def on_epoch_end(self, epoch, logs=None):
         self.flush()
@@ -261,4 +292,4 @@ class ReplayRun(loop.Loop):
         )
 
     def save(self):
-        self.model.learner.save(os.path.join(self.model_dir, "learner.keras"))
+        files.save_model(self.model.learner, os.path.join(self.model_dir, "learner.keras"))
