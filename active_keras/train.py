@@ -358,6 +358,12 @@ SELECTION_KNOBS = (
 )
 
 
+# The class's defaults, which the gin factory takes as its own.
+_CLASS_DEFAULTS = {
+    name: p.default for name, p in inspect.signature(ActiveLearner.__init__).parameters.items()
+}
+
+
 @gin.configurable("ActiveLearner", allowlist=[*SELECTION_KNOBS, "jit_scoring"])
 def build_active_learner(
     task,
@@ -366,14 +372,14 @@ def build_active_learner(
     super_batch_size,
     seed,
     num_steps=None,
-    policy="learnability",
-    selection="sample",
-    keep_fraction=0.5,
-    temperature=1.0,
+    policy=_CLASS_DEFAULTS["policy"],
+    selection=_CLASS_DEFAULTS["selection"],
+    keep_fraction=_CLASS_DEFAULTS["keep_fraction"],
+    temperature=_CLASS_DEFAULTS["temperature"],
     final_temperature=None,
-    online_reference=False,
-    selection_scope="global",
-    jit_scoring="auto",
+    online_reference=_CLASS_DEFAULTS["online_reference"],
+    selection_scope=_CLASS_DEFAULTS["selection_scope"],
+    jit_scoring=_CLASS_DEFAULTS["jit_scoring"],
 ):
     """The run's `ActiveLearner` with the models its policy needs; gin binds it as `ActiveLearner`.
 
@@ -381,9 +387,9 @@ def build_active_learner(
     `active_learner.py` itself knows nothing of gin. The policy is resolved
     here, once, and decides which models exist (`Policy.models`): a reference
     (trained online, or loaded from `reference_path`, trained there first if
-    missing) and an actor. The defaults are the paper's runs' (sampling,
-    global selection across replicas), where the class's are `"topk"` and
-    `"local"`.
+    missing) and an actor. Its defaults are the class's (one set of
+    defaults); the CLI's choices, sampling and global selection across
+    replicas as in the paper's runs, are bindings of the shipped gin files.
 
     Args:
         task: The run's task (builds the models).

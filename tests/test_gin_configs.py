@@ -48,6 +48,30 @@ class GinConfigTest(tf.test.TestCase):
         main_lib.parse_config(["gin/reference.gin"], [])
         self.assertEqual(gin.query_parameter("run.mode"), "reference")
 
+    def test_the_gin_factory_takes_the_class_defaults(self):
+        import inspect
+
+        from active_keras import ActiveLearner
+
+        factory = inspect.signature(gin.get_configurable(train.build_active_learner)).parameters
+        defaults = inspect.signature(ActiveLearner.__init__).parameters
+        # The gin-bound knobs (`run.*` passes the sizes and the seed; the temperature schedule
+        # is the factory's own).
+        for name in set(train.SELECTION_KNOBS) - {"final_temperature"} | {"jit_scoring"}:
+            with self.subTest(name=name):
+                self.assertEqual(factory[name].default, defaults[name].default)
+
+    def test_the_clis_choices_are_bindings_of_the_shipped_configs(self):
+        # Sampling and global selection across replicas, as in the paper's runs: bound in the
+        # shipped files, not hidden in the factory's defaults.
+        for path in ("gin/classact.gin", "gin/activeclip.gin"):
+            main_lib.parse_config([path], [])
+            self.assertEqual(gin.query_parameter("ActiveLearner.selection"), "sample")
+            self.assertEqual(gin.query_parameter("ActiveLearner.selection_scope"), "global")
+        for path in ("gin/uniform.gin", "gin/activeclip_uniform.gin"):
+            main_lib.parse_config([path], [])
+            self.assertEqual(gin.query_parameter("ActiveLearner.selection_scope"), "global")
+
     def test_a_selection_knob_bound_on_run_names_its_new_binding(self):
         with self.assertRaisesRegex(
             main_lib.ConfigError,
